@@ -1,0 +1,297 @@
+"""Where a checkpoint's files come from: the bundled folder, a local folder or the Hugging Face Hub.
+
+Every path ends in the same ``CheckpointFiles``: local paths to the config, the tokenizer, the
+sentence-transformers settings and the safetensors weights, plus a ``Source`` that says where they
+came from and their SHA-256. Only safetensors weights are ever accepted; pickle files are never opened.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import TransformerError
+
+BUNDLED_DIR = Path(__file__).resolve().parent.parent / "weights" / "all-MiniLM-L6-v2"
+PROVENANCE_FILE = "PROVENANCE.json"
+SINGLE_WEIGHTS = "model.safetensors"
+WEIGHTS_INDEX = "model.safetensors.index.json"
+PICKLE_WEIGHTS = ("pytorch_model.bin", "model.pt", "model.ckpt", "pytorch_model.bin.index.json")
+# Small files read when present: tokenizer, and sentence-transformers' pooling settings.
+OPTIONAL_FILES = (
+    "tokenizer.json",
+    "vocab.txt",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "modules.json",
+    "sentence_bert_config.json",
+)
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+_HEX40 = re.compile(r"[0-9a-f]{40}")
+_PICKLE_REFUSAL = (
+    "has only pickle weights ({name}). Pickle files can run arbitrary code when loaded, so they are never "
+    "opened here; use a checkpoint that provides model.safetensors (most Hub repos do, or convert it with "
+    "the safetensors tools)."
+)
+
+
+@dataclass(frozen=True)
+class Source:
+    """What was loaded: from where, at which revision, under which license, with each file's SHA-256."""
+
+    kind: str  # "bundled", "folder" or "hub"
+    location: str  # a folder path or a Hub repo id
+    revision: str | None = None  # the commit the files come from, when known
+    license: str | None = None
+    sha256: dict[str, str] = field(default_factory=dict)
+
+    def describe(self) -> str:
+        where = {"bundled": "bundled copy of", "folder": "local folder", "hub": "Hub repo"}[self.kind]
+        return f"{where} {self.location}" + (f" @ {self.revision[:12]}" if self.revision else "")
+
+
+@dataclass(frozen=True)
+class CheckpointFiles:
+    source: Source
+    config: Path
+    weights: tuple[Path, ...]
+    optional: dict[str, Path | None]  # OPTIONAL_FILES name -> path, plus "pooling_config"
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+_hash_cache: dict[tuple[str, int, int], str] = {}
+
+
+def _cached_sha256(path: Path) -> str:
+    """SHA-256 of a file, remembered for as long as its size and modification time stay the same."""
+    stat = path.stat()
+    key = (str(path), stat.st_size, stat.st_mtime_ns)
+    if key not in _hash_cache:
+        _hash_cache[key] = sha256_of(path)
+    return _hash_cache[key]
+
+
+def locate(source: str | os.PathLike | None = None, revision: str | None = None, allow_local: bool = True) -> CheckpointFiles:
+    """Find (and for the Hub, download) a checkpoint's files. ``None`` means the bundled default."""
+    if source is None:
+        return _bundled()
+    text = str(source).strip()
+    if not text:
+        raise TransformerError("No model given: pass a Hub repo id such as 'google-bert/bert-base-uncased' or a folder.")
+    looks_local = os.path.isabs(text) or text.startswith((".", "~")) or os.path.isdir(text)
+    if looks_local:
+        if not allow_local:
+            raise TransformerError("Local folders can only be loaded from the command line; enter a Hub repo id.")
+        folder = Path(text).expanduser()
+        if not folder.is_dir():
+            raise TransformerError(f"No such folder: {text}")
+        return _folder(folder)
+    return _hub(text, revision)
+
+
+def _bundled() -> CheckpointFiles:
+    provenance_path = BUNDLED_DIR / PROVENANCE_FILE
+    try:
+        provenance = json.loads(provenance_path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as err:
+        raise TransformerError(f"The bundled model's provenance record {provenance_path} is missing or unreadable: {err}") from None
+    hashes: dict[str, str] = {}
+    for name, expected in provenance["files"].items():
+        path = BUNDLED_DIR / name
+        if not path.is_file():
+            raise TransformerError(f"The bundled model is incomplete: {name} is missing from {BUNDLED_DIR}.")
+        actual = _cached_sha256(path)
+        if actual != expected:
+            raise TransformerError(
+                f"The bundled file {name} does not match its recorded SHA-256 (expected {expected[:16]}..., "
+                f"found {actual[:16]}...): it was changed or damaged. Restore it from the repository."
+            )
+        hashes[name] = actual
+    files = _folder(BUNDLED_DIR, verified=hashes)
+    source = Source("bundled", provenance["repo_id"], provenance["revision"], provenance.get("license"), hashes)
+    return CheckpointFiles(source, files.config, files.weights, files.optional)
+
+
+def _folder(folder: Path, verified: dict[str, str] | None = None) -> CheckpointFiles:
+    config = folder / "config.json"
+    if not config.is_file():
+        raise TransformerError(f"{folder} has no config.json, so it is not a model checkpoint folder.")
+    if (folder / SINGLE_WEIGHTS).is_file():
+        weights: tuple[Path, ...] = (folder / SINGLE_WEIGHTS,)
+    elif (folder / WEIGHTS_INDEX).is_file():
+        weights = tuple(folder / shard for shard in _shard_names(folder / WEIGHTS_INDEX))
+        absent = [path.name for path in weights if not path.is_file()]
+        if absent:
+            raise TransformerError(f"The weights index names shard(s) missing from {folder}: {', '.join(absent)}.")
+    else:
+        pickles = [name for name in PICKLE_WEIGHTS if (folder / name).exists()]
+        if pickles:
+            raise TransformerError(f"{folder} " + _PICKLE_REFUSAL.format(name=", ".join(pickles)))
+        raise TransformerError(f"{folder} has no {SINGLE_WEIGHTS} (nor a sharded {WEIGHTS_INDEX}).")
+    optional = {name: (folder / name if (folder / name).is_file() else None) for name in OPTIONAL_FILES}
+    optional["pooling_config"] = _pooling_config_path(optional["modules.json"], lambda rel: folder / rel if (folder / rel).is_file() else None)
+    hashes = verified if verified is not None else {path.name: _cached_sha256(path) for path in (config, *weights)}
+    source = Source("folder", str(folder.resolve()), None, None, hashes)
+    return CheckpointFiles(source, config, weights, optional)
+
+
+def _shard_names(index_path: Path) -> list[str]:
+    try:
+        weight_map = json.loads(index_path.read_text(encoding="utf-8"))["weight_map"]
+        shards = sorted(set(weight_map.values()))
+    except (OSError, json.JSONDecodeError, KeyError, TypeError, AttributeError) as err:
+        raise TransformerError(f"{WEIGHTS_INDEX} is not a valid weights index: {err}") from None
+    for shard in shards:
+        # A shard is a plain file name beside the index: no folders, no way out of the checkpoint.
+        if not isinstance(shard, str) or not shard.endswith(".safetensors") or "/" in shard or "\\" in shard or shard.startswith("."):
+            raise TransformerError(f"{WEIGHTS_INDEX} names an unacceptable shard {shard!r}: only .safetensors files beside it.")
+    return shards
+
+
+def _pooling_config_path(modules_json: Path | None, find):
+    """sentence-transformers keeps its pooling settings in the folder that modules.json names for Pooling."""
+    if modules_json is None:
+        return None
+    try:
+        modules = json.loads(Path(modules_json).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+    for module in modules if isinstance(modules, list) else []:
+        if isinstance(module, dict) and str(module.get("type", "")).endswith(".Pooling"):
+            folder = str(module.get("path", ""))
+            if re.fullmatch(r"[A-Za-z0-9_\-]+", folder):
+                return find(f"{folder}/config.json")
+    return None
+
+
+# ---------------------------------------------------------------------------------------------- the Hub
+
+
+def _hub(repo_id: str, revision: str | None) -> CheckpointFiles:
+    # Imported here: huggingface_hub reads HF_ENDPOINT and HF_HUB_OFFLINE when first imported.
+    from huggingface_hub.utils import validate_repo_id
+    from huggingface_hub.errors import HFValidationError
+
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError:
+        raise TransformerError(
+            f"{repo_id!r} is not a valid Hub repo id: use 'name' or 'owner/name' with letters, digits, '-', '_' and '.'."
+        ) from None
+    if revision is not None and not re.fullmatch(r"[A-Za-z0-9._/\-]{1,100}", revision):
+        raise TransformerError(f"{revision!r} is not a valid revision (a branch, tag or commit hash).")
+
+    config = _download(repo_id, "config.json", revision)
+    try:
+        weights: tuple[Path, ...] = (_download(repo_id, SINGLE_WEIGHTS, revision),)
+    except _Absent:
+        try:
+            index = _download(repo_id, WEIGHTS_INDEX, revision)
+        except _Absent:
+            pickles = [name for name in PICKLE_WEIGHTS[:1] if _exists_on_hub(repo_id, name, revision)]
+            if pickles:
+                raise TransformerError(f"Hub repo {repo_id} " + _PICKLE_REFUSAL.format(name=pickles[0])) from None
+            raise TransformerError(f"Hub repo {repo_id} has no {SINGLE_WEIGHTS} (nor a sharded {WEIGHTS_INDEX}).") from None
+        weights = tuple(_download(repo_id, shard, revision) for shard in _shard_names(index))
+
+    optional: dict[str, Path | None] = {name: _download_optional(repo_id, name, revision) for name in OPTIONAL_FILES}
+    optional["pooling_config"] = _pooling_config_path(
+        optional["modules.json"], lambda rel: _download_optional(repo_id, rel, revision)
+    )
+    commit = _snapshot_commit(config)
+    hashes = {path.name: _verify_download(path) for path in (config, *weights)}
+    return CheckpointFiles(Source("hub", repo_id, commit, None, hashes), config, weights, optional)
+
+
+class _Absent(Exception):
+    """A file that the Hub says does not exist in the repo (not an error when the file is optional)."""
+
+
+def _download(repo_id: str, filename: str, revision: str | None) -> Path:
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub import errors
+
+    where = f"Hub repo {repo_id}" + (f" at revision {revision}" if revision else "")
+    try:
+        return Path(hf_hub_download(repo_id, filename, revision=revision, etag_timeout=5))
+    except errors.GatedRepoError:
+        raise TransformerError(f"{where} is gated: accept its conditions on the Hub, then set HF_TOKEN to a token with access.") from None
+    except errors.RepositoryNotFoundError:
+        raise TransformerError(f"{where} was not found (or it is private and HF_TOKEN gives no access).") from None
+    except errors.RevisionNotFoundError:
+        raise TransformerError(f"Revision {revision!r} was not found in Hub repo {repo_id}.") from None
+    except errors.LocalEntryNotFoundError:
+        offline = os.environ.get("HF_HUB_OFFLINE", "").upper() in ("1", "ON", "YES", "TRUE")
+        reason = "HF_HUB_OFFLINE is set" if offline else "the Hub could not be reached"
+        raise TransformerError(f"Could not get {filename} from {where}: {reason} and it is not in the local cache.") from None
+    except errors.EntryNotFoundError:
+        raise _Absent(filename) from None
+    except errors.HfHubHTTPError as err:
+        status = getattr(getattr(err, "response", None), "status_code", "?")
+        raise TransformerError(f"The Hub answered HTTP {status} for {filename} from {where}.") from None
+    except (OSError, ValueError) as err:  # connection and protocol failures of the HTTP client
+        raise TransformerError(f"Could not download {filename} from {where}: {type(err).__name__}.") from None
+
+
+def _download_optional(repo_id: str, filename: str, revision: str | None) -> Path | None:
+    try:
+        path = _download(repo_id, filename, revision)
+    except _Absent:
+        return None
+    _verify_download(path)
+    return path
+
+
+def _exists_on_hub(repo_id: str, filename: str, revision: str | None) -> bool:
+    """Ask (HEAD only, nothing downloaded) whether a file exists; used to explain a pickle-only repo."""
+    from huggingface_hub import file_exists
+
+    try:
+        return bool(file_exists(repo_id, filename, revision=revision))
+    except Exception:  # any failure just means we cannot say more than "no safetensors"
+        return False
+
+
+def _snapshot_commit(path: Path) -> str | None:
+    parts = path.parts
+    return parts[parts.index("snapshots") + 1] if "snapshots" in parts else None
+
+
+def _verify_download(path: Path) -> str:
+    """Check a cached file against the Hub's ETag, the name of its blob, and return its SHA-256.
+
+    Large (LFS) files are named by their SHA-256, small ones by their git blob SHA-1. A file that does
+    not match is removed from the cache, so a later load fetches it again instead of reusing it.
+    """
+    blob = Path(os.path.realpath(path))
+    expected = blob.name
+    sha256 = sha256_of(blob)
+    if _HEX64.fullmatch(expected):
+        matches = sha256 == expected
+    elif _HEX40.fullmatch(expected):
+        data = blob.read_bytes()
+        matches = hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest() == expected
+    else:
+        matches = True  # no checksum known for this file
+    if not matches:
+        for stale in (path, blob):
+            try:
+                os.remove(stale)
+            except OSError:
+                pass
+        raise TransformerError(
+            f"The downloaded {path.name} does not match the checksum the Hub gave for it (truncated or corrupted "
+            "download); it was removed from the cache. Try again."
+        )
+    return sha256

@@ -1,0 +1,33 @@
+"""One encoder layer: the two sublayers, each wrapped in a residual connection and a LayerNorm."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .attention import SelfAttention
+from .config import EncoderConfig
+from .feed_forward import FeedForward
+from .norm import LayerNorm
+from .steps import Record, passthrough
+
+
+class EncoderLayer(nn.Module):
+    def __init__(self, config: EncoderConfig, index: int) -> None:
+        super().__init__()
+        self.name = f"layers.{index}"
+        self.pre_norm = config.norm_placement == "pre"
+        self.attn = SelfAttention(config, f"{self.name}.attn")
+        self.ln1 = LayerNorm(config)
+        self.ffn = FeedForward(config, f"{self.name}.ffn")
+        self.ln2 = LayerNorm(config)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None, record: Record | None = None) -> torch.Tensor:
+        r, n = record or passthrough, self.name
+        if self.pre_norm:
+            # Pre-LN (most newer models): normalise the input of each sublayer; the residual stream stays raw.
+            resid_mid = r(f"{n}.resid_mid", x + self.attn(r(f"{n}.ln1", self.ln1(x)), mask, record))
+            return r(f"{n}.resid_post", resid_mid + self.ffn(r(f"{n}.ln2", self.ln2(resid_mid)), r))
+        # Post-LN (BERT): x = LN1(x + Attn(x)); x = LN2(x + FFN(x)).
+        x = r(f"{n}.ln1", self.ln1(r(f"{n}.resid_mid", x + self.attn(x, mask, record))))
+        return r(f"{n}.ln2", self.ln2(r(f"{n}.resid_post", x + self.ffn(x, r))))

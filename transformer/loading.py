@@ -1,0 +1,60 @@
+"""from_pretrained: checkpoint files -> a verified, strictly mapped, ready ``Model``."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file
+
+from . import checkpoints
+from .encoder import Encoder
+from .errors import TransformerError
+from .hub import locate
+from .model import Model, Pooling
+from .tokenizer import Tokenizer
+
+
+def from_pretrained(
+    source: str | os.PathLike | None = None,
+    revision: str | None = None,
+    device: str | torch.device | None = None,
+    allow_local: bool = True,
+) -> Model:
+    """Load the bundled default (``source=None``), a local folder, or a Hub repo id (at ``revision``).
+
+    Weights come only from safetensors. Every failure raises ``TransformerError`` with a reason a user can
+    act on. ``allow_local=False`` refuses folder paths (for servers that take the source from users).
+    """
+    device = torch.device(device or "cpu")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise TransformerError("device='cuda' was asked for, but this machine has no CUDA GPU available to PyTorch.")
+    files = locate(source, revision, allow_local=allow_local)
+    try:
+        raw_config = json.loads(files.config.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise TransformerError(f"config.json could not be read: {err}") from None
+    if not isinstance(raw_config, dict):
+        raise TransformerError("config.json is not a JSON object.")
+    config = checkpoints.read_config(raw_config)
+
+    tensors = {}
+    for path in files.weights:
+        try:
+            tensors.update(load_file(str(path)))
+        except (SafetensorError, OSError, ValueError) as err:
+            raise TransformerError(f"{path.name} is not a valid safetensors file (corrupted or truncated): {err}") from None
+    with torch.device("meta"):
+        encoder = Encoder(config)  # shapes only; the checkpoint's tensors become the parameters below
+    expected = {name: tensor.shape for name, tensor in encoder.state_dict().items()}
+    state_dict = checkpoints.to_state_dict(raw_config, config, tensors, expected)
+    state_dict = {name: tensor.to(torch.float32) for name, tensor in state_dict.items()}
+    encoder.load_state_dict(state_dict, strict=True, assign=True)
+    tokenizer = Tokenizer.from_files(files.optional, max_length=config.max_positions)
+    if tokenizer.vocab_size > config.vocab_size:
+        raise TransformerError(
+            f"The tokenizer has {tokenizer.vocab_size} tokens but the model only {config.vocab_size} embeddings."
+        )
+    return Model(encoder.to(device), tokenizer, files.source, Pooling.from_files(files.optional))

@@ -1,0 +1,184 @@
+"""A loaded model: the encoder with its tokenizer and pooling, and the ``Run`` of one text through it."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from .config import EncoderConfig
+from .encoder import Encoder
+from .errors import TransformerError
+from .hub import Source
+from .steps import Recorder, Step
+from .tokenizer import Tokenized, Tokenizer
+
+
+@dataclass(frozen=True)
+class Run:
+    """Everything one forward pass computed for one text (or text pair), step by step."""
+
+    tokenized: Tokenized
+    input_ids: torch.Tensor  # (T,)
+    token_type_ids: torch.Tensor  # (T,)
+    steps: tuple[Step, ...]
+    hidden_states: tuple[torch.Tensor, ...]  # L + 1 tensors (T, d): embedding output, then each layer's output
+    attentions: tuple[torch.Tensor, ...]  # L tensors (H, T, T): softmax probabilities
+    _by_name: dict[str, Step] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_by_name", {step.name: step for step in self.steps})
+
+    @property
+    def tokens(self) -> tuple[str, ...]:
+        return self.tokenized.tokens
+
+    @property
+    def offsets(self) -> tuple[tuple[int, int], ...]:
+        return self.tokenized.offsets
+
+    @property
+    def texts(self) -> tuple[str, ...]:
+        return self.tokenized.texts
+
+    @property
+    def truncated(self) -> bool:
+        return self.tokenized.truncated
+
+    def step(self, name: str) -> Step:
+        try:
+            return self._by_name[name]
+        except KeyError:
+            raise KeyError(f"no step {name!r}; steps are {', '.join(self._by_name)}") from None
+
+    def layer_steps(self, layer: int) -> tuple[Step, ...]:
+        """The steps of layer ``layer`` in the order they were computed."""
+        return tuple(step for step in self.steps if step.layer == layer)
+
+    def cpu(self) -> "Run":
+        """The same run with every tensor on the CPU (for plotting a GPU run)."""
+        moved = {id(t): t.cpu() for t in (*[s.tensor for s in self.steps], self.input_ids, self.token_type_ids)}
+        steps = tuple(Step(s.name, moved[id(s.tensor)], s.axes, s.doc, s.formula) for s in self.steps)
+        return _assemble(self.tokenized, moved[id(self.input_ids)], moved[id(self.token_type_ids)], steps)
+
+
+def _assemble(tokenized: Tokenized, input_ids: torch.Tensor, token_type_ids: torch.Tensor, steps: tuple[Step, ...]) -> Run:
+    """Build a Run whose hidden states and attentions are the very tensors of the steps that made them."""
+    layer_output: dict[int, Step] = {}  # a layer's last step is its output (ln2 post-LN, resid_post pre-LN)
+    for step in steps:
+        if step.layer is not None:
+            layer_output[step.layer] = step
+    by_name = {step.name: step for step in steps}
+    n_layers = len(layer_output)
+    return Run(
+        tokenized=tokenized,
+        input_ids=input_ids,
+        token_type_ids=token_type_ids,
+        steps=steps,
+        hidden_states=(by_name["embeddings.norm"].tensor, *(layer_output[i].tensor for i in range(n_layers))),
+        attentions=tuple(by_name[f"layers.{i}.attn.pattern"].tensor for i in range(n_layers)),
+    )
+
+
+@dataclass(frozen=True)
+class Pooling:
+    """How ``embed`` turns token vectors into one sentence vector."""
+
+    mode: str = "mean"  # "mean" over real tokens, or "cls": the first token's vector
+    normalize: bool = False  # L2-normalise the result
+    max_length: int | None = None  # tokens kept per text (sentence-transformers' max_seq_length)
+
+    @classmethod
+    def from_files(cls, optional: dict[str, Path | None]) -> "Pooling":
+        """sentence-transformers' settings when the checkpoint has them; plain mean pooling otherwise."""
+        pooling = _json_or_empty(optional.get("pooling_config"))
+        modules = _json_or_empty(optional.get("modules.json"), default=[])
+        sentence = _json_or_empty(optional.get("sentence_bert_config.json"))
+        mode = "cls" if pooling.get("pooling_mode_cls_token") else "mean"
+        normalize = any(str(m.get("type", "")).endswith(".Normalize") for m in modules if isinstance(m, dict))
+        max_length = sentence.get("max_seq_length")
+        return cls(mode, normalize, max_length if isinstance(max_length, int) and max_length > 0 else None)
+
+
+def _json_or_empty(path: Path | None, default=None):
+    if path is None:
+        return {} if default is None else default
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return {} if default is None else default
+
+
+class Model:
+    """An encoder with the tokenizer, pooling and provenance of the checkpoint it was loaded from."""
+
+    def __init__(self, encoder: Encoder, tokenizer: Tokenizer, source: Source, pooling: Pooling = Pooling()) -> None:
+        self.encoder = encoder.eval()
+        self.tokenizer = tokenizer
+        self.source = source
+        self.pooling = pooling
+
+    @property
+    def config(self) -> EncoderConfig:
+        return self.encoder.config
+
+    @property
+    def device(self) -> torch.device:
+        return self.encoder.embeddings.token.weight.device
+
+    @property
+    def n_parameters(self) -> int:
+        return sum(p.numel() for p in self.encoder.parameters())
+
+    @property
+    def max_tokens(self) -> int:
+        return min(self.config.max_positions, self.tokenizer.max_length)
+
+    def to(self, device: str | torch.device) -> "Model":
+        self.encoder.to(device)
+        return self
+
+    def tokenize(self, text_a: str, text_b: str | None = None) -> Tokenized:
+        for text in (text_a, text_b):
+            if text is not None and not isinstance(text, str):
+                raise TransformerError(f"Text must be a string, not {type(text).__name__}.")
+        return self.tokenizer.encode(text_a, text_b, max_length=self.max_tokens)
+
+    @torch.inference_mode()
+    def run(self, text_a: str, text_b: str | None = None) -> Run:
+        """Tokenize and encode one text (or a pair), recording every step of the forward pass."""
+        tokenized = self.tokenize(text_a, text_b)
+        input_ids = torch.tensor([tokenized.input_ids], device=self.device)  # (1, T)
+        token_type_ids = torch.tensor([tokenized.token_type_ids], device=self.device)  # (1, T)
+        recorder = Recorder()
+        self.encoder(input_ids, token_type_ids, record=recorder)
+        return _assemble(tokenized, input_ids[0], token_type_ids[0], tuple(recorder.steps))
+
+    @torch.inference_mode()
+    def embed(self, texts: list[str] | str, batch_size: int = 32) -> torch.Tensor:
+        """(N, d) sentence embeddings on the CPU, pooled as the checkpoint's sentence-transformers config says."""
+        if isinstance(texts, str):
+            texts = [texts]
+        if not texts or not all(isinstance(t, str) for t in texts):
+            raise TransformerError("embed() takes a non-empty list of strings.")
+        limit = min(self.pooling.max_length or self.max_tokens, self.max_tokens)
+        # Similar lengths share a batch, so little compute goes to padding.
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        result = torch.empty(len(texts), self.config.d_model)
+        for start in range(0, len(texts), batch_size):
+            chosen = order[start : start + batch_size]
+            input_ids, mask = self.tokenizer.encode_batch([texts[i] for i in chosen], max_length=limit)
+            input_ids, mask = input_ids.to(self.device), mask.to(self.device)
+            hidden = self.encoder(input_ids, torch.zeros_like(input_ids), mask)  # (B, T, d)
+            result[chosen] = self._pool(hidden, mask).float().cpu()
+        return result
+
+    def _pool(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        if self.pooling.mode == "cls":
+            pooled = hidden[:, 0]
+        else:
+            weights = mask.unsqueeze(-1).to(hidden.dtype)  # (B, T, 1)
+            pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
+        return torch.nn.functional.normalize(pooled, p=2, dim=-1) if self.pooling.normalize else pooled
