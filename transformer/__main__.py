@@ -1,6 +1,6 @@
 """Command line: ``python -m transformer "some text"`` prints the tokens and a per-layer summary.
 
-    python -m transformer "The cat sat on the mat." --pair "A second text" --model google-bert/bert-base-uncased
+    python -m transformer "The cat sat on the mat." "A second text" --model google-bert/bert-base-uncased
     python -m transformer "text" --json            # machine-readable
     python -m transformer "text" --save run.safetensors   # every step's tensor, named by step
 """
@@ -38,7 +38,7 @@ def layer_summary(run: Run) -> list[dict]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m transformer", description=__doc__.split("\n")[0])
     parser.add_argument("text", help="the text to encode")
-    parser.add_argument("--pair", help="an optional second text (sentence pair)")
+    parser.add_argument("pair", nargs="?", default=None, help="an optional second text (sentence pair)")
     parser.add_argument("--model", default=None, help="a Hub repo id or a local folder (default: the bundled all-MiniLM-L6-v2)")
     parser.add_argument("--revision", default=None, help="Hub branch, tag or commit")
     parser.add_argument("--device", default=None, help="cpu (default) or cuda")
