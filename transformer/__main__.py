@@ -15,6 +15,7 @@ import sys
 import torch
 
 from .errors import TransformerError
+from .export import save_run
 from .loading import from_pretrained
 from .model import Run
 
@@ -54,10 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     summary = layer_summary(run)
     if args.save:
-        from safetensors.torch import save_file
-
-        save_file({step.name: step.tensor.contiguous() for step in run.steps}, args.save,
-                  metadata={"source": model.source.describe(), "tokens": json.dumps(run.tokens)})
+        save_run(run, args.save, source=model.source.describe())
     if args.json:
         print(json.dumps({
             "source": model.source.describe(),

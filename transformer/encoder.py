@@ -43,9 +43,10 @@ class Encoder(nn.Module):
         if token_type_ids is None:
             token_type_ids = torch.zeros_like(input_ids)
         mask = additive_mask(attention_mask, self.embeddings.token.weight.dtype)
-        x = self.embeddings(input_ids, token_type_ids, record or passthrough)
+        r = record or passthrough
+        x = self.embeddings(input_ids, token_type_ids, r)
         for layer in self.layers:
             x = layer(x, mask, record)
         if self.final_norm is not None:
-            x = (record or passthrough)("final_norm", self.final_norm(x))
+            x = r("final_norm", self.final_norm(x))
         return x

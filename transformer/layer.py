@@ -23,11 +23,18 @@ class EncoderLayer(nn.Module):
         self.ln2 = LayerNorm(config)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None, record: Record | None = None) -> torch.Tensor:
+        return (self.pre_ln if self.pre_norm else self.post_ln)(x, mask, record)
+
+    def post_ln(self, x: torch.Tensor, mask: torch.Tensor | None, record: Record | None) -> torch.Tensor:
+        """BERT: x = LN1(x + Attn(x)); x = LN2(x + FFN(x))."""
         r, n = record or passthrough, self.name
-        if self.pre_norm:
-            # Pre-LN (most newer models): normalise the input of each sublayer; the residual stream stays raw.
-            resid_mid = r(f"{n}.resid_mid", x + self.attn(r(f"{n}.ln1", self.ln1(x)), mask, record))
-            return r(f"{n}.resid_post", resid_mid + self.ffn(r(f"{n}.ln2", self.ln2(resid_mid)), r))
-        # Post-LN (BERT): x = LN1(x + Attn(x)); x = LN2(x + FFN(x)).
-        x = r(f"{n}.ln1", self.ln1(r(f"{n}.resid_mid", x + self.attn(x, mask, record))))
-        return r(f"{n}.ln2", self.ln2(r(f"{n}.resid_post", x + self.ffn(x, r))))
+        resid_mid = r(f"{n}.resid_mid", x + self.attn(x, mask, record))
+        x = r(f"{n}.ln1", self.ln1(resid_mid))
+        resid_post = r(f"{n}.resid_post", x + self.ffn(x, r))
+        return r(f"{n}.ln2", self.ln2(resid_post))
+
+    def pre_ln(self, x: torch.Tensor, mask: torch.Tensor | None, record: Record | None) -> torch.Tensor:
+        """Most newer models: normalise each sublayer's input; the residual stream itself is never normalised."""
+        r, n = record or passthrough, self.name
+        resid_mid = r(f"{n}.resid_mid", x + self.attn(r(f"{n}.ln1", self.ln1(x)), mask, record))
+        return r(f"{n}.resid_post", resid_mid + self.ffn(r(f"{n}.ln2", self.ln2(resid_mid)), r))

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
+from .ablation import HeadAblation
 from .config import EncoderConfig
 from .encoder import Encoder
 from .errors import TransformerError
@@ -115,7 +117,7 @@ class Model:
     """An encoder with the tokenizer, pooling and provenance of the checkpoint it was loaded from."""
 
     def __init__(self, encoder: Encoder, tokenizer: Tokenizer, source: Source, pooling: Pooling = Pooling()) -> None:
-        self.encoder = encoder.eval()
+        self.encoder = encoder.eval().requires_grad_(False)  # inference only: no autograd bookkeeping
         self.tokenizer = tokenizer
         self.source = source
         self.pooling = pooling
@@ -147,12 +149,20 @@ class Model:
         return self.tokenizer.encode(text_a, text_b, max_length=self.max_tokens)
 
     @torch.inference_mode()
-    def run(self, text_a: str, text_b: str | None = None) -> Run:
-        """Tokenize and encode one text (or a pair), recording every step of the forward pass."""
+    def run(self, text_a: str, text_b: str | None = None, ablate: Iterable[tuple[int, int]] = ()) -> Run:
+        """Tokenize and encode one text (or a pair), recording every step of the forward pass.
+
+        ``ablate``: (layer, head) pairs to switch off (their weighted sum of values is zeroed).
+        """
         tokenized = self.tokenize(text_a, text_b)
         input_ids = torch.tensor([tokenized.input_ids], device=self.device)  # (1, T)
         token_type_ids = torch.tensor([tokenized.token_type_ids], device=self.device)  # (1, T)
-        recorder = Recorder()
+        ablate = list(ablate)
+        for layer, head in ablate:
+            if not (0 <= layer < self.config.n_layers and 0 <= head < self.config.n_heads):
+                raise TransformerError(f"There is no head {head} in layer {layer}: this model has "
+                                       f"{self.config.n_layers} layers of {self.config.n_heads} heads.")
+        recorder = HeadAblation(ablate) if ablate else Recorder()
         self.encoder(input_ids, token_type_ids, record=recorder)
         return _assemble(tokenized, input_ids[0], token_type_ids[0], tuple(recorder.steps))
 
