@@ -129,3 +129,25 @@ def test_figures_export_as_png_and_svg():
     assert b"<svg" in figure_bytes(figure, "svg")[:500]
     with pytest.raises(ValueError):
         figure_bytes(figure, "gif")
+
+
+def test_weight_map_covers_every_tensor_of_the_file(model):
+    import json
+
+    from safetensors.torch import load_file
+
+    from transformer.weight_map import totals_by_layer, weight_map
+
+    folder = Path("weights/all-MiniLM-L6-v2")
+    rows = weight_map([folder / "model.safetensors"], json.loads((folder / "config.json").read_text()), model.config)
+    tensors = load_file(folder / "model.safetensors")
+    assert {row.checkpoint_name for row in rows} == set(tensors)
+    for row in rows:
+        assert row.shape == tuple(tensors[row.checkpoint_name].shape)
+    by_name = {row.checkpoint_name: row for row in rows}
+    assert by_name["encoder.layer.3.attention.self.key.weight"].step == "layers.3.attn.k"
+    assert by_name["encoder.layer.3.intermediate.dense.bias"].step == "layers.3.ffn.pre_act"
+    assert by_name["pooler.dense.weight"].parameter == ""
+    totals = totals_by_layer(rows)
+    assert sum(v for k, v in totals.items() if k != "not used") == model.n_parameters
+    assert totals["layer 0"] == sum(p.numel() for p in model.encoder.layers[0].parameters())
