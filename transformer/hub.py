@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,6 +31,10 @@ OPTIONAL_FILES = (
     "modules.json",
     "sentence_bert_config.json",
 )
+HUB_TIMEOUT_S = 5  # how long to wait for the Hub to answer about one file before giving up on it
+# A branch, tag or commit as git allows them, minus what could walk out of the cache's refs/ folder:
+# "/"-separated parts that do not start with "." and no "..".
+_REVISION = re.compile(r"[A-Za-z0-9_\-][A-Za-z0-9._\-]*(/[A-Za-z0-9_\-][A-Za-z0-9._\-]*)*")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _HEX40 = re.compile(r"[0-9a-f]{40}")
 _PICKLE_REFUSAL = (
@@ -82,8 +87,17 @@ def _cached_sha256(path: Path) -> str:
     return _hash_cache[key]
 
 
-def locate(source: str | os.PathLike | None = None, revision: str | None = None, allow_local: bool = True) -> CheckpointFiles:
-    """Find (and for the Hub, download) a checkpoint's files. ``None`` means the bundled default."""
+def locate(
+    source: str | os.PathLike | None = None,
+    revision: str | None = None,
+    allow_local: bool = True,
+    vet_config: Callable[[Path], object] | None = None,
+) -> CheckpointFiles:
+    """Find (and for the Hub, download) a checkpoint's files. ``None`` means the bundled default.
+
+    ``vet_config`` is called with the Hub repo's config.json before any weights are downloaded, so that a
+    checkpoint that cannot be used is refused (by raising ``TransformerError``) without fetching gigabytes.
+    """
     if source is None:
         return _bundled()
     text = str(source).strip()
@@ -97,7 +111,7 @@ def locate(source: str | os.PathLike | None = None, revision: str | None = None,
         if not folder.is_dir():
             raise TransformerError(f"No such folder: {text}")
         return _folder(folder)
-    return _hub(text, revision)
+    return _hub(text, revision, vet_config)
 
 
 def _bundled() -> CheckpointFiles:
@@ -178,7 +192,7 @@ def _pooling_config_path(modules_json: Path | None, find):
 # ---------------------------------------------------------------------------------------------- the Hub
 
 
-def _hub(repo_id: str, revision: str | None) -> CheckpointFiles:
+def _hub(repo_id: str, revision: str | None, vet_config: Callable[[Path], object] | None) -> CheckpointFiles:
     # Imported here: huggingface_hub reads HF_ENDPOINT and HF_HUB_OFFLINE when first imported.
     from huggingface_hub.utils import validate_repo_id
     from huggingface_hub.errors import HFValidationError
@@ -189,78 +203,161 @@ def _hub(repo_id: str, revision: str | None) -> CheckpointFiles:
         raise TransformerError(
             f"{repo_id!r} is not a valid Hub repo id: use 'name' or 'owner/name' with letters, digits, '-', '_' and '.'."
         ) from None
-    if revision is not None and not re.fullmatch(r"[A-Za-z0-9._/\-]{1,100}", revision):
+    if revision is not None and not (len(revision) <= 100 and _REVISION.fullmatch(revision) and ".." not in revision):
         raise TransformerError(f"{revision!r} is not a valid revision (a branch, tag or commit hash).")
 
-    config = _download(repo_id, "config.json", revision)
+    repo = _HubRepo(repo_id, revision, _why_hub_unusable(repo_id, revision))
     try:
-        weights: tuple[Path, ...] = (_download(repo_id, SINGLE_WEIGHTS, revision),)
+        config = repo.get("config.json")
+    except _Absent:
+        raise TransformerError(f"{repo.where} has no config.json, so it is not a model checkpoint repo.") from None
+    if vet_config is not None:
+        vet_config(config)  # an unusable checkpoint is refused before its weights are downloaded
+    repo.pin(_snapshot_commit(config))  # every other file from the very commit config.json came from
+    try:
+        weights: tuple[Path, ...] = (repo.get(SINGLE_WEIGHTS),)
     except _Absent:
         try:
-            index = _download(repo_id, WEIGHTS_INDEX, revision)
+            index = repo.get(WEIGHTS_INDEX)
         except _Absent:
-            pickles = [name for name in PICKLE_WEIGHTS[:1] if _exists_on_hub(repo_id, name, revision)]
-            if pickles:
-                raise TransformerError(f"Hub repo {repo_id} " + _PICKLE_REFUSAL.format(name=pickles[0])) from None
-            raise TransformerError(f"Hub repo {repo_id} has no {SINGLE_WEIGHTS} (nor a sharded {WEIGHTS_INDEX}).") from None
-        weights = tuple(_download(repo_id, shard, revision) for shard in _shard_names(index))
+            pickle_name = repo.pickle_weights_name()
+            if pickle_name:
+                raise TransformerError(f"{repo.where} " + _PICKLE_REFUSAL.format(name=pickle_name)) from None
+            raise TransformerError(f"{repo.where} has no {SINGLE_WEIGHTS} (nor a sharded {WEIGHTS_INDEX}).") from None
+        weights = tuple(repo.get(shard) for shard in _shard_names(index))
 
-    optional: dict[str, Path | None] = {name: _download_optional(repo_id, name, revision) for name in OPTIONAL_FILES}
-    optional["pooling_config"] = _pooling_config_path(
-        optional["modules.json"], lambda rel: _download_optional(repo_id, rel, revision)
-    )
-    commit = _snapshot_commit(config)
-    hashes = {path.name: _verify_download(path) for path in (config, *weights)}
-    return CheckpointFiles(Source("hub", repo_id, commit, None, hashes), config, weights, optional)
+    optional: dict[str, Path | None] = {name: repo.get_optional(name) for name in OPTIONAL_FILES}
+    optional["pooling_config"] = _pooling_config_path(optional["modules.json"], repo.get_optional)
+    hashes = {path.name: repo.sha256[path.name] for path in (config, *weights)}
+    source = Source("hub", repo_id, _snapshot_commit(config), None, hashes)
+    return CheckpointFiles(source, config, weights, optional)
 
 
 class _Absent(Exception):
     """A file that the Hub says does not exist in the repo (not an error when the file is optional)."""
 
 
-def _download(repo_id: str, filename: str, revision: str | None) -> Path:
-    from huggingface_hub import hf_hub_download
+def _why_hub_unusable(repo_id: str, revision: str | None) -> str | None:
+    """Ask the Hub once, quickly, about the repo's config.json: None if it answers, else why only the cache is used.
+
+    Without this, huggingface_hub retries each unreachable file with back-off (about 23 s per file) before
+    it looks in its cache. Answers that settle the matter (no such repo, gated, no such revision) are raised here.
+    """
+    import httpx2  # huggingface_hub's HTTP client: its connection errors are not OSErrors
+    from huggingface_hub import constants, errors, get_hf_file_metadata, hf_hub_url
+
+    if constants.is_offline_mode():
+        return "HF_HUB_OFFLINE is set"
+    try:
+        metadata = get_hf_file_metadata(hf_hub_url(repo_id, "config.json", revision=revision), timeout=HUB_TIMEOUT_S)
+    except errors.EntryNotFoundError:
+        return None  # the repo is there; the missing config.json is reported when it is fetched
+    except errors.HfHubHTTPError as err:
+        status = err.response.status_code
+        if status >= 500 or status in (408, 429):
+            return f"the Hub answered HTTP {status} (unavailable for now)"
+        raise _hub_failure(err, repo_id, revision, "config.json") from None
+    except (httpx2.HTTPError, OSError) as err:  # refused, timed out, reset: nothing answered like a Hub
+        return f"the Hub could not be reached ({type(err).__name__})"
+    if metadata.commit_hash is None:
+        return "the server at HF_ENDPOINT does not answer like the Hugging Face Hub"
+    return None
+
+
+class _HubRepo:
+    """One Hub repo's files, each checked against the Hub's checksum as soon as it is fetched.
+
+    While the Hub answers, files are downloaded (or reused from huggingface_hub's cache after asking the
+    Hub which version is current); when it does not (``offline_reason`` says why) they come from the cache alone.
+    """
+
+    def __init__(self, repo_id: str, revision: str | None, offline_reason: str | None) -> None:
+        self.repo_id = repo_id
+        self.revision = revision
+        self.offline_reason = offline_reason
+        self.where = _where(repo_id, revision)
+        self.sha256: dict[str, str] = {}  # file name in the repo -> SHA-256 of its verified bytes
+
+    def pin(self, commit: str | None) -> None:
+        if commit:
+            self.revision = commit
+
+    def get(self, filename: str) -> Path:
+        """The local path of a verified copy of ``filename``; raises ``_Absent`` if the repo has no such file."""
+        path = self._download(filename) if self.offline_reason is None else self._from_cache(filename)
+        self.sha256[filename] = _verify_download(path)
+        return path
+
+    def get_optional(self, filename: str) -> Path | None:
+        try:
+            return self.get(filename)
+        except _Absent:
+            return None
+
+    def pickle_weights_name(self) -> str | None:
+        """The pickle weights file the repo has, if any, asked with HEAD only (nothing is downloaded)."""
+        if self.offline_reason is not None:
+            return None
+        from huggingface_hub import file_exists
+
+        try:
+            return PICKLE_WEIGHTS[0] if file_exists(self.repo_id, PICKLE_WEIGHTS[0], revision=self.revision) else None
+        except Exception:  # any failure just means we cannot say more than "no safetensors"
+            return None
+
+    def _download(self, filename: str) -> Path:
+        import httpx2  # huggingface_hub's HTTP client: its connection errors are not OSErrors
+        from huggingface_hub import errors, hf_hub_download
+
+        try:
+            return Path(hf_hub_download(self.repo_id, filename, revision=self.revision, etag_timeout=HUB_TIMEOUT_S))
+        except errors.LocalEntryNotFoundError:  # the Hub stopped answering after it first did
+            raise TransformerError(
+                f"Could not get {filename} from {self.where}: the Hub stopped answering "
+                "and it is not in the local cache."
+            ) from None
+        except errors.EntryNotFoundError:
+            raise _Absent(filename) from None
+        except errors.HfHubHTTPError as err:
+            raise _hub_failure(err, self.repo_id, self.revision, filename) from None
+        except (OSError, ValueError, httpx2.HTTPError) as err:  # cut-off downloads, connection failures
+            raise TransformerError(
+                f"The download of {filename} from {self.where} failed or was cut short ({type(err).__name__}); "
+                "nothing of it was kept. Try again."
+            ) from None
+
+    def _from_cache(self, filename: str) -> Path:
+        from huggingface_hub import _CACHED_NO_EXIST, try_to_load_from_cache
+
+        cached = try_to_load_from_cache(self.repo_id, filename, revision=self.revision)
+        if cached is _CACHED_NO_EXIST:  # the Hub said so when the repo was downloaded
+            raise _Absent(filename)
+        if not isinstance(cached, str):
+            raise TransformerError(
+                f"Could not get {filename} from {self.where}: {self.offline_reason} and it is not in the local cache."
+            )
+        return Path(cached)
+
+
+def _where(repo_id: str, revision: str | None) -> str:
+    return f"Hub repo {repo_id}" + (f" at revision {revision}" if revision else "")
+
+
+def _hub_failure(err: Exception, repo_id: str, revision: str | None, filename: str) -> TransformerError:
+    """The user-facing reason for a Hub answer that ends the load (huggingface_hub's own messages name URLs)."""
     from huggingface_hub import errors
 
-    where = f"Hub repo {repo_id}" + (f" at revision {revision}" if revision else "")
-    try:
-        return Path(hf_hub_download(repo_id, filename, revision=revision, etag_timeout=5))
-    except errors.GatedRepoError:
-        raise TransformerError(f"{where} is gated: accept its conditions on the Hub, then set HF_TOKEN to a token with access.") from None
-    except errors.RepositoryNotFoundError:
-        raise TransformerError(f"{where} was not found (or it is private and HF_TOKEN gives no access).") from None
-    except errors.RevisionNotFoundError:
-        raise TransformerError(f"Revision {revision!r} was not found in Hub repo {repo_id}.") from None
-    except errors.LocalEntryNotFoundError:
-        offline = os.environ.get("HF_HUB_OFFLINE", "").upper() in ("1", "ON", "YES", "TRUE")
-        reason = "HF_HUB_OFFLINE is set" if offline else "the Hub could not be reached"
-        raise TransformerError(f"Could not get {filename} from {where}: {reason} and it is not in the local cache.") from None
-    except errors.EntryNotFoundError:
-        raise _Absent(filename) from None
-    except errors.HfHubHTTPError as err:
-        status = getattr(getattr(err, "response", None), "status_code", "?")
-        raise TransformerError(f"The Hub answered HTTP {status} for {filename} from {where}.") from None
-    except (OSError, ValueError) as err:  # connection and protocol failures of the HTTP client
-        raise TransformerError(f"Could not download {filename} from {where}: {type(err).__name__}.") from None
-
-
-def _download_optional(repo_id: str, filename: str, revision: str | None) -> Path | None:
-    try:
-        path = _download(repo_id, filename, revision)
-    except _Absent:
-        return None
-    _verify_download(path)
-    return path
-
-
-def _exists_on_hub(repo_id: str, filename: str, revision: str | None) -> bool:
-    """Ask (HEAD only, nothing downloaded) whether a file exists; used to explain a pickle-only repo."""
-    from huggingface_hub import file_exists
-
-    try:
-        return bool(file_exists(repo_id, filename, revision=revision))
-    except Exception:  # any failure just means we cannot say more than "no safetensors"
-        return False
+    where = _where(repo_id, revision)
+    if isinstance(err, errors.GatedRepoError):
+        return TransformerError(
+            f"{where} is gated: accept its conditions on the Hub, then set HF_TOKEN to a token with access."
+        )
+    if isinstance(err, errors.RepositoryNotFoundError):
+        return TransformerError(f"{where} was not found (or it is private and HF_TOKEN gives no access).")
+    if isinstance(err, errors.RevisionNotFoundError):
+        return TransformerError(f"Revision {revision!r} was not found in Hub repo {repo_id}.")
+    status = getattr(getattr(err, "response", None), "status_code", "?")
+    return TransformerError(f"The Hub answered HTTP {status} for {filename} from {where}.")
 
 
 def _snapshot_commit(path: Path) -> str | None:

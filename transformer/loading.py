@@ -4,17 +4,32 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from . import checkpoints
+from .config import EncoderConfig
 from .encoder import Encoder
 from .errors import TransformerError
 from .hub import locate
 from .model import Model, Pooling
 from .tokenizer import Tokenizer
+
+
+def _read_config(path: Path) -> tuple[dict, EncoderConfig]:
+    """config.json -> (its raw contents, our config); refuses what this package cannot or will not load."""
+    try:
+        raw_config = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as err:
+        raise TransformerError(f"config.json could not be read: {err.strerror}") from None  # no path in the message
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise TransformerError(f"config.json is not valid JSON: {err}") from None
+    if not isinstance(raw_config, dict):
+        raise TransformerError("config.json is not a JSON object.")
+    return raw_config, checkpoints.read_config(raw_config)
 
 
 def from_pretrained(
@@ -31,14 +46,8 @@ def from_pretrained(
     device = torch.device(device or "cpu")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise TransformerError("device='cuda' was asked for, but this machine has no CUDA GPU available to PyTorch.")
-    files = locate(source, revision, allow_local=allow_local)
-    try:
-        raw_config = json.loads(files.config.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise TransformerError(f"config.json could not be read: {err}") from None
-    if not isinstance(raw_config, dict):
-        raise TransformerError("config.json is not a JSON object.")
-    config = checkpoints.read_config(raw_config)
+    files = locate(source, revision, allow_local=allow_local, vet_config=_read_config)
+    raw_config, config = _read_config(files.config)
 
     tensors = {}
     for path in files.weights:
