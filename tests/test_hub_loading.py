@@ -373,3 +373,15 @@ def test_weights_index_naming_anything_but_a_shard_beside_it_is_refused(tiny_ber
     index["weight_map"][first] = shard
     (folder / "model.safetensors.index.json").write_text(json.dumps(index))
     assert "names an unacceptable shard" in refusal(str(folder))
+
+
+def test_weights_over_the_size_cap_are_refused_before_download(hub, tiny_bert):
+    from transformer.hub import locate
+
+    repo = hub.add_repo("tests/too-big", tiny_bert)
+    size = (tiny_bert / WEIGHTS).stat().st_size
+    with pytest.raises(TransformerError, match="GB of weights; this server loads at most") as caught:
+        locate(repo.repo_id, max_weight_bytes=size - 1)
+    no_secrets(str(caught.value))
+    assert hub.requests_for(repo.repo_id, WEIGHTS, "GET") == []  # asked with HEAD only
+    assert locate(repo.repo_id, max_weight_bytes=size).weights[0].stat().st_size == size

@@ -92,11 +92,13 @@ def locate(
     revision: str | None = None,
     allow_local: bool = True,
     vet_config: Callable[[Path], object] | None = None,
+    max_weight_bytes: int | None = None,
 ) -> CheckpointFiles:
     """Find (and for the Hub, download) a checkpoint's files. ``None`` means the bundled default.
 
     ``vet_config`` is called with the Hub repo's config.json before any weights are downloaded, so that a
     checkpoint that cannot be used is refused (by raising ``TransformerError``) without fetching gigabytes.
+    ``max_weight_bytes`` refuses Hub weights larger than that, by the size the Hub announces, before download.
     """
     if source is None:
         return _bundled()
@@ -111,7 +113,7 @@ def locate(
         if not folder.is_dir():
             raise TransformerError(f"No such folder: {text}")
         return _folder(folder)
-    return _hub(text, revision, vet_config)
+    return _hub(text, revision, vet_config, max_weight_bytes)
 
 
 def _bundled() -> CheckpointFiles:
@@ -192,7 +194,9 @@ def _pooling_config_path(modules_json: Path | None, find):
 # ---------------------------------------------------------------------------------------------- the Hub
 
 
-def _hub(repo_id: str, revision: str | None, vet_config: Callable[[Path], object] | None) -> CheckpointFiles:
+def _hub(
+    repo_id: str, revision: str | None, vet_config: Callable[[Path], object] | None, max_weight_bytes: int | None
+) -> CheckpointFiles:
     # Imported here: huggingface_hub reads HF_ENDPOINT and HF_HUB_OFFLINE when first imported.
     from huggingface_hub.utils import validate_repo_id
     from huggingface_hub.errors import HFValidationError
@@ -215,6 +219,7 @@ def _hub(repo_id: str, revision: str | None, vet_config: Callable[[Path], object
         vet_config(config)  # an unusable checkpoint is refused before its weights are downloaded
     repo.pin(_snapshot_commit(config))  # every other file from the very commit config.json came from
     try:
+        repo.check_size([SINGLE_WEIGHTS], max_weight_bytes)
         weights: tuple[Path, ...] = (repo.get(SINGLE_WEIGHTS),)
     except _Absent:
         try:
@@ -224,7 +229,9 @@ def _hub(repo_id: str, revision: str | None, vet_config: Callable[[Path], object
             if pickle_name:
                 raise TransformerError(f"{repo.where} " + _PICKLE_REFUSAL.format(name=pickle_name)) from None
             raise TransformerError(f"{repo.where} has no {SINGLE_WEIGHTS} (nor a sharded {WEIGHTS_INDEX}).") from None
-        weights = tuple(repo.get(shard) for shard in _shard_names(index))
+        shards = _shard_names(index)
+        repo.check_size(shards, max_weight_bytes)
+        weights = tuple(repo.get(shard) for shard in shards)
 
     optional: dict[str, Path | None] = {name: repo.get_optional(name) for name in OPTIONAL_FILES}
     optional["pooling_config"] = _pooling_config_path(optional["modules.json"], repo.get_optional)
@@ -293,6 +300,26 @@ class _HubRepo:
             return self.get(filename)
         except _Absent:
             return None
+
+    def check_size(self, filenames: list[str], limit: int | None) -> None:
+        """Refuse files whose announced total size exceeds ``limit`` bytes (HEAD requests only)."""
+        if limit is None or self.offline_reason is not None:
+            return
+        from huggingface_hub import errors, get_hf_file_metadata, hf_hub_url
+
+        total = 0
+        for filename in filenames:
+            try:
+                url = hf_hub_url(self.repo_id, filename, revision=self.revision)
+                total += get_hf_file_metadata(url, timeout=HUB_TIMEOUT_S).size or 0
+            except errors.EntryNotFoundError:
+                raise _Absent(filename) from None
+            except Exception:  # the download itself will report what is wrong
+                return
+        if total > limit:
+            raise TransformerError(
+                f"{self.where} has {total / 1e9:.2f} GB of weights; this server loads at most {limit / 1e9:.2f} GB."
+            )
 
     def pickle_weights_name(self) -> str | None:
         """The pickle weights file the repo has, if any, asked with HEAD only (nothing is downloaded)."""
