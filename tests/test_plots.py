@@ -1,0 +1,155 @@
+"""The plot functions on small tensors: Figures of the documented size, clear errors, bounded tick labels."""
+
+from __future__ import annotations
+
+import gc
+import weakref
+
+import matplotlib
+import numpy as np
+import pytest
+import torch
+from matplotlib.figure import Figure
+from PIL import Image
+
+from transformer import plots
+
+TOKENS = ["[CLS]", "the", "river", "bank", "[SEP]"]
+
+
+def softmax_rows(n_heads: int, n_tokens: int, seed: int = 0) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randn(n_heads, n_tokens, n_tokens, generator=generator).softmax(-1)  # (H, T, T)
+
+
+def tick_labels(axis, which: str = "y") -> list[str]:
+    ticks = axis.get_yticklabels() if which == "y" else axis.get_xticklabels()
+    return [tick.get_text() for tick in ticks]
+
+
+def test_figures_are_agg_figures_of_the_documented_pixel_size(tmp_path):
+    figure = plots.attention_head(softmax_rows(1, 5)[0], TOKENS, title="head")
+    assert isinstance(figure, Figure)
+    assert isinstance(figure.canvas, matplotlib.backends.backend_agg.FigureCanvasAgg)
+    assert plots.pixel_size(figure) == (800, 700)  # SIZE_SQUARE at DPI 100
+    path = plots.render_png(figure, tmp_path / "head.png")
+    with Image.open(path) as image:
+        assert image.format == "PNG" and image.size == (800, 700)
+    assert not figure.axes, "render_png clears the figure so its memory can be freed"
+
+
+def test_rendered_figures_are_freed(tmp_path):
+    figure = plots.head_grid(softmax_rows(4, 6))
+    reference = weakref.ref(figure)
+    plots.render_png(figure, tmp_path / "grid.png")
+    del figure
+    gc.collect()
+    assert reference() is None, "no global registry (pyplot) may keep a figure alive"
+
+
+def test_every_plot_function_returns_a_figure(tmp_path):
+    generator = torch.Generator().manual_seed(1)
+    vectors = torch.randn(5, 8, generator=generator)
+    figures = {
+        "matrix": plots.matrix_heatmap(vectors, TOKENS, None, signed=True),
+        "cosine": plots.cosine_matrix(vectors, TOKENS, boundaries=[3]),
+        "grid": plots.head_grid(softmax_rows(3, 5)),
+        "overview": plots.attention_overview(torch.stack([softmax_rows(3, 5, s) for s in range(2)])),
+        "step_2d": plots.step_figure(vectors, ("token", "d_model"), TOKENS),
+        "step_heads": plots.step_figure(torch.randn(2, 5, 4, generator=generator), ("head", "token", "d_head"), TOKENS),
+        "step_one_head": plots.step_figure(softmax_rows(2, 5), ("head", "query", "key"), TOKENS, head=1),
+        "step_scores": plots.step_figure(torch.randn(2, 5, 5, generator=generator), ("head", "query", "key"), TOKENS),
+        "sinusoid": plots.sinusoid(np.sin(np.arange(40 * 16).reshape(40, 16))),
+        "positions": plots.position_similarity(torch.randn(10, 8), torch.randn(10, 8)),
+        "positions_without_learned": plots.position_similarity(torch.randn(10, 8), None),
+        "composition": plots.input_composition(vectors, vectors * 0.5, vectors * 0.1, TOKENS),
+        "composition_no_segments": plots.input_composition(vectors, vectors * 0.5, None, TOKENS),
+        "embeddings": plots.embedding_strips(torch.randn(2, 8), ["a", "b"]),
+    }
+    for name, figure in figures.items():
+        assert isinstance(figure, Figure), name
+        width, height = plots.pixel_size(figure)
+        path = plots.render_png(figure, tmp_path / f"{name}.png")
+        with Image.open(path) as image:
+            assert image.size == (width, height), name
+
+
+def test_mosaics_are_one_image_not_one_axis_per_head():
+    figure = plots.head_grid(softmax_rows(12, 7))
+    images = [image for axis in figure.axes for image in axis.get_images()]
+    assert len(images) == 1
+    rows, columns = images[0].get_array().shape
+    assert rows * columns >= 12 * 7 * 7, "every head's tile is in the one mosaic"
+    overview = plots.attention_overview(torch.stack([softmax_rows(12, 7, s) for s in range(6)]))
+    assert sum(len(axis.get_images()) for axis in overview.axes) == 1
+
+
+def test_long_inputs_keep_tick_labels_bounded():
+    n = 300
+    tokens = [f"tok{i}" for i in range(n)]
+    figure = plots.attention_head(softmax_rows(1, n)[0], tokens)
+    axis = figure.axes[0]
+    assert 1 <= len(tick_labels(axis, "y")) <= plots.MAX_TICK_LABELS
+    assert 1 <= len(tick_labels(axis, "x")) <= plots.MAX_TICK_LABELS
+    assert tick_labels(axis, "y")[0] == "tok0"
+    step = plots.step_figure(torch.randn(n, 16), ("token", "d_model"), tokens)
+    assert len(tick_labels(step.axes[0], "y")) <= plots.MAX_TICK_LABELS
+    composition = plots.input_composition(torch.randn(n, 4), torch.randn(n, 4), torch.randn(n, 4), tokens)
+    assert len(tick_labels(composition.axes[1], "x")) <= plots.MAX_TICK_LABELS
+
+
+def test_thinned_ticks_and_short_labels():
+    assert plots.thinned_ticks(10) == list(range(10))
+    ticks = plots.thinned_ticks(512)
+    assert len(ticks) <= plots.MAX_TICK_LABELS and ticks[0] == 0 and ticks == sorted(set(ticks))
+    assert plots.thinned_ticks(0) == []
+    assert plots.short_label("x" * 50).endswith("…") and len(plots.short_label("x" * 50)) == plots.MAX_LABEL_CHARS
+    assert plots.short_label("a\x07b") == "a\u2407b", "control characters are made visible"
+
+
+def test_large_tiles_are_averaged_down():
+    tiles = np.ones((2, 300, 300))
+    tiles[0, :150] = 3.0
+    small = plots.shrink_tiles(tiles, 100)
+    assert small.shape == (2, 100, 100)
+    assert small[0, 0, 0] == pytest.approx(3.0) and small[1].mean() == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda: plots.attention_head(torch.rand(3, 4), ["a", "b", "c"]), "square"),
+        (lambda: plots.attention_head(torch.rand(3, 3), ["a", "b"]), "has 2 labels but the axis has 3"),
+        (lambda: plots.head_grid(torch.rand(4, 4)), "must be 3-D"),
+        (lambda: plots.attention_overview(torch.rand(2, 3, 4)), "must be 4-D"),
+        (lambda: plots.matrix_heatmap(torch.rand(0, 3)), "empty"),
+        (lambda: plots.matrix_heatmap("not numbers"), "numeric"),
+        (lambda: plots.step_figure(torch.rand(2, 3), ("token",), ["a", "b"]), "do not match"),
+        (lambda: plots.step_figure(torch.rand(2, 3, 3), ("head", "query", "key"), ["a", "b", "c"], head=5), "head must be"),
+        (lambda: plots.input_composition(torch.rand(3, 4), torch.rand(3, 5), torch.rand(3, 4), ["a", "b", "c"]), "one shape"),
+        (lambda: plots.sinusoid(torch.rand(5, 4), curve_dimensions=[9]), "outside"),
+        (lambda: plots.token_matrix(torch.rand(2, 6), ["a", "b"], column_groups=4), "divide"),
+        (lambda: plots.embedding_strips(torch.rand(5, 3), list("abcde")), "at most 4"),
+        (lambda: plots.matrix_heatmap(torch.rand(2, 2), "ab"), "sequence of strings"),
+        (lambda: plots.new_figure((0, 3)), "figsize"),
+    ],
+)
+def test_bad_inputs_are_rejected_with_a_clear_message(call, message):
+    with pytest.raises((ValueError, TypeError), match=message):
+        call()
+
+
+def test_tensors_on_any_dtype_are_accepted():
+    half = softmax_rows(1, 4)[0].to(torch.float16)
+    figure = plots.attention_head(half, ["a", "b", "c", "d"])
+    image = figure.axes[0].get_images()[0]
+    assert np.allclose(image.get_array(), half.float().numpy(), atol=1e-3)
+
+
+def test_positional_similarity_of_the_sinusoid_is_one_on_the_diagonal():
+    from transformer import sinusoidal_table
+
+    figure = plots.position_similarity(sinusoidal_table(20, 16), None)
+    matrix = np.asarray(figure.axes[0].get_images()[0].get_array())
+    assert np.allclose(np.diag(matrix), 1.0, atol=1e-6)
+    assert matrix[0, 1] > matrix[0, 10], "nearby positions are more alike than distant ones"
