@@ -45,7 +45,8 @@ import numpy as np
 import torch
 
 import transformer
-from transformer import plots
+from transformer import analysis, plots
+from transformer.step_source import step_source
 
 log = logging.getLogger("transformer-explainer")
 
@@ -494,23 +495,34 @@ def positional_figure(width: Any, length: Any) -> str:
 
 def position_similarity_figure(key: ModelKey, length: Any) -> str:
     model = get_model(key)
-    length = whole_number(length, "length", 2, model.config.max_positions, f"this model has {model.config.max_positions} positions")
     learned = model.encoder.embeddings.position
-    width = model.config.d_model
+    offset = int(getattr(model.config, "position_offset", 0) or 0)  # RoBERTa counts its rows from 2
+    available = model.config.max_positions if learned is None else learned.weight.shape[0] - offset
+    length = whole_number(length, "length", 2, available, f"this model has {available} positions")
+    width = learned.weight.shape[1] if learned is not None else model.config.d_model
 
     def draw():
-        table = None if learned is None else learned.weight[:length]
+        table = None if learned is None else learned.weight[offset : offset + length].detach().cpu()
         return plots.position_similarity(transformer.sinusoidal_table(length, width), table,
                                          learned_title=f"learned by {model.source.location}")
 
     return figure(("position-similarity", key, length), draw)
 
 
+def _optional_step(job: Job, name: str) -> torch.Tensor | None:
+    """A step's tensor, or None when this architecture has no such step (e.g. no segments in DistilBERT)."""
+    try:
+        return job.run.step(name).tensor
+    except KeyError:
+        return None
+
+
 def composition_figure(job: Job) -> str:
-    run = job.run
-    return figure(("composition", job.cache_key), lambda: plots.input_composition(
-        run.step("embeddings.token").tensor, run.step("embeddings.position").tensor,
-        run.step("embeddings.segment").tensor, _tokens(job)))
+    token, position = _optional_step(job, "embeddings.token"), _optional_step(job, "embeddings.position")
+    if token is None or position is None:
+        raise InputProblem("This model's record has no separate token and position embedding steps to compare.")
+    segment = _optional_step(job, "embeddings.segment")
+    return figure(("composition", job.cache_key), lambda: plots.input_composition(token, position, segment, _tokens(job)))
 
 
 # ----------------------------------------------------------------------------------------- step-through
@@ -579,6 +591,7 @@ def step_view(job: Job, index: int, head: int) -> tuple[dict, str, list[list]]:
         "shape": list(step.shape),
         "axes": list(step.axes),
         "head": head_of_step,
+        "source": _source_of(step.name, job.model.config.norm_placement),
         "mean": float(values.mean()),
         "std": float(values.std(unbiased=False)),
         "min": float(values.min()),
@@ -588,6 +601,24 @@ def step_view(job: Job, index: int, head: int) -> tuple[dict, str, list[list]]:
     image = figure(("step", job.cache_key, index, head_of_step),
                    lambda: plots.step_figure(step.tensor, step.axes, tokens, title=title, head=head_of_step))
     return info, image, step_statistics(step, tokens)
+
+
+def _source_of(name: str, norm_placement: str) -> dict | None:
+    """The package's own source lines that computed this step (read from the code that ran)."""
+    try:
+        source = step_source(name, norm_placement)
+    except (KeyError, OSError, SyntaxError):
+        return None
+    return {"file": source.file, "lines": list(source.lines), "code": source.code}
+
+
+def step_code(info: dict) -> str:
+    source = info.get("source")
+    if not source:
+        return "# (no source lines found for this step)"
+    lines = source["lines"]
+    span = f"line {lines[0]}" if len(lines) == 1 else f"lines {lines[0]}–{lines[-1]}"
+    return f"# {source['file']}, {span}\n{source['code']}"
 
 
 def step_markdown(info: dict) -> str:
@@ -641,6 +672,24 @@ def attention_overview_figure(job: Job) -> str:
         return plots.attention_overview(stack, title="Every head of every layer (each tile scaled to its own maximum)")
 
     return figure(("attention-overview", job.cache_key), draw)
+
+
+def attention_flow_figure(job: Job, layer: int, head: int) -> str:
+    """The head's weights, what they actually move (norm-based), and the rollout through all layers so far."""
+    def draw():
+        run = job.run
+        pattern = run.attentions[layer]  # (H, T, T)
+        value = run.step(f"layers.{layer}.attn.v").tensor  # (H, T, d_head)
+        out_weight = job.model.encoder.layers[layer].attn.out.weight.detach().float().cpu()  # (d, H * d_head)
+        moved = analysis.value_vector_norms(pattern.float(), value.float(), out_weight)[head]  # (T, T)
+        rollout = analysis.attention_rollout([a.float() for a in run.attentions])[layer]  # (T, T)
+        return plots.token_matrices(
+            [pattern[head], moved, rollout], _tokens(job),
+            [f"weights a (layer {layer}, head {head})", "what it moves: ‖a · v W_O‖", f"rollout through layer {layer}"],
+            colorbar_labels=["attention weight", "norm of the moved vector", "share of the input token"],
+            boundaries=_segment_boundaries(job), figsize=plots.SIZE_TRIPLE)
+
+    return figure(("attention-flow", job.cache_key, layer, head), draw)
 
 
 HEAD_COLUMNS = ["layer", "head", "entropy (bits)", "to [CLS]", "to [SEP]", "to itself", "to previous", "to next", "looks like"]
@@ -819,6 +868,13 @@ def attention_layer(text_a: str, text_b: str, model_id: str, revision: str, laye
 
 
 @api_endpoint
+def attention_flow(text_a: str, text_b: str, model_id: str, revision: str, layer: float, head: float) -> str:
+    """One head's weights, the norm of what it moves (Kobayashi et al. 2020) and attention rollout (Abnar & Zuidema 2020)."""
+    job = prepare(text_a, text_b, model_key(model_id, revision))
+    return attention_flow_figure(job, _check_layer(job, layer), _check_head(job, head))
+
+
+@api_endpoint
 def attention_overview(text_a: str, text_b: str, model_id: str, revision: str) -> str:
     """Every head of every layer as one mosaic."""
     return attention_overview_figure(prepare(text_a, text_b, model_key(model_id, revision)))
@@ -909,7 +965,7 @@ def page_positional_sliders(model: ModelKey, width: float, length: float):
     return positional_figure(width, length), position_similarity_figure(model, min(int(length), limit))
 
 
-STEP_OUTPUTS = 6
+STEP_OUTPUTS = 7
 
 
 @page_handler(STEP_OUTPUTS, warn=False)
@@ -928,6 +984,7 @@ def page_step(text_a: str, text_b: str, model: ModelKey, index: int, head: int):
         gr.update(choices=[(title, number) for number, title, _ in groups], value=section),
         gr.update(choices=step_choices, value=position),
         step_markdown(info),
+        step_code(info),
         image,
         stats,
     )
@@ -951,19 +1008,19 @@ def page_step_pick(text_a: str, text_b: str, model: ModelKey, section: int, posi
     return page_step(text_a, text_b, model, indices[min(max(position or 0, 0), len(indices) - 1)], head)
 
 
-@page_handler(4, warn=False)
+@page_handler(5, warn=False)
 def page_attention(text_a: str, text_b: str, model: ModelKey, layer: float, head: float):
     job = prepare(text_a, text_b, model)
     layer, head = _check_layer(job, int(layer)), _check_head(job, int(head))
     return (attention_head_figure(job, layer, head), attention_layer_figure(job, layer),
-            attention_overview_figure(job), head_table(head_summary(job, None)))
+            attention_flow_figure(job, layer, head), attention_overview_figure(job), head_table(head_summary(job, None)))
 
 
-@page_handler(2, warn=False)
+@page_handler(3, warn=False)
 def page_attention_pick(text_a: str, text_b: str, model: ModelKey, layer: float, head: float):
     job = prepare(text_a, text_b, model)
     layer, head = _check_layer(job, int(layer)), _check_head(job, int(head))
-    return attention_head_figure(job, layer, head), attention_layer_figure(job, layer)
+    return attention_head_figure(job, layer, head), attention_layer_figure(job, layer), attention_flow_figure(job, layer, head)
 
 
 @page_handler(3, warn=False)
@@ -1099,14 +1156,17 @@ def build_demo() -> gr.Blocks:
                 composition_image = gr.Image(label="Input composition", format="png", type="filepath", interactive=False, elem_classes="plot")
             with gr.Tab("3 · Step-through", id="steps") as tab_steps:
                 gr.Markdown("Walk through the forward pass one recorded step at a time, exactly in the order it was computed.")
-                with gr.Row(equal_height=True):
+                with gr.Row(equal_height=False):
                     section_picker = gr.Dropdown(choices=[("Embeddings", -1)], value=-1, label="Part", scale=2)
                     step_head = gr.Dropdown(choices=_step_head_choices(default_config.n_heads), value=-1,
                                             label="Heads (for per-head steps)", scale=2)
-                    previous_button = gr.Button("◀ Previous", scale=1, elem_id="previous")
-                    next_button = gr.Button("Next ▶", scale=1, variant="primary", elem_id="next")
                 step_picker = gr.Radio(choices=[], label="Steps of this part", elem_id="step-picker")
+                with gr.Row():
+                    previous_button = gr.Button("◀ Previous step", elem_id="previous")
+                    next_button = gr.Button("Next step ▶", variant="primary", elem_id="next")
                 step_text = gr.Markdown(latex_delimiters=LATEX, elem_id="step-text")
+                step_source_code = gr.Code(language="python", label="The code that computed this step (from transformer/)",
+                                           interactive=False, lines=1, max_lines=14, elem_id="step-code")
                 step_image = gr.Image(label="Values", format="png", type="filepath", interactive=False, elem_classes="plot")
                 step_stats = gr.Dataframe(headers=STEP_STAT_COLUMNS, interactive=False, max_height=320, label="Per-token statistics")
                 with gr.Accordion("Post-LN (BERT) vs pre-LN: where the LayerNorms go", open=False):
@@ -1120,6 +1180,13 @@ def build_demo() -> gr.Blocks:
                 with gr.Row():
                     head_image = gr.Image(label="One head", format="png", type="filepath", interactive=False, elem_classes="plot")
                     layer_image = gr.Image(label="All heads of the layer", format="png", type="filepath", interactive=False, elem_classes="plot")
+                gr.Markdown(
+                    "**What attention moves.** A weight says how much a token looks at another, not how much it takes: "
+                    "the middle panel scales each weight by the size of the value vector it carries into the output "
+                    "(norm-based attention), and the right panel follows the flow through every layer up to this one, "
+                    "counting the residual connection (attention rollout).")
+                flow_image = gr.Image(label="Weights, moved vectors, rollout", format="png", type="filepath", interactive=False,
+                                      elem_classes="plot")
                 overview_image = gr.Image(label="All layers × heads", format="png", type="filepath", interactive=False, elem_classes="plot")
                 gr.Markdown("Per-head summary, averaged over query tokens: a share near 1 marks a known head type.")
                 head_frame = gr.Dataframe(headers=HEAD_COLUMNS, interactive=False, max_height=420, label="Heads")
@@ -1133,8 +1200,9 @@ def build_demo() -> gr.Blocks:
         tab_views = {
             "positions": (page_positions, [*texts, width_slider, length_slider], [sinusoid_image, similarity_image, composition_image]),
             "steps": (page_step, [*texts, step_index, step_head],
-                      [step_index, section_picker, step_picker, step_text, step_image, step_stats]),
-            "attention": (page_attention, [*texts, layer_slider, head_slider], [head_image, layer_image, overview_image, head_frame]),
+                      [step_index, section_picker, step_picker, step_text, step_source_code, step_image, step_stats]),
+            "attention": (page_attention, [*texts, layer_slider, head_slider],
+                          [head_image, layer_image, flow_image, overview_image, head_frame]),
             "output": (page_output, texts, [output_text, embedding_image, cosine_image]),
         }
         run_outputs = [status, token_html, token_summary, token_frame]
@@ -1172,7 +1240,7 @@ def build_demo() -> gr.Blocks:
         step_picker.input(page_step_pick, [*texts, section_picker, step_picker, step_head], step_outputs, **private)
         step_head.input(page_step, [*texts, step_index, step_head], step_outputs, **private)
         gr.on([layer_slider.change, head_slider.change], page_attention_pick, [*texts, layer_slider, head_slider],
-              [head_image, layer_image], trigger_mode="always_last", **private)
+              [head_image, layer_image, flow_image], trigger_mode="always_last", **private)
 
         _register_api()
     return demo
@@ -1203,6 +1271,7 @@ def _register_api() -> None:
         ("step", walk_step, [*texts, layer, step_number, head], [data, image]),
         ("attention_head", attention_head, [*texts, layer, head], [image]),
         ("attention_layer", attention_layer, [*texts, layer], [image]),
+        ("attention_flow", attention_flow, [*texts, layer, head], [image]),
         ("attention_overview", attention_overview, texts, [image]),
         ("head_summary", summarize_heads, [*texts, layer], [data]),
         ("output", output, texts, [data, image, image_2]),

@@ -25,7 +25,7 @@ PAIR = ("I sat on the river bank and watched the water.", "She went to the bank 
 POST_LN_LAYER = ["attn.q", "attn.k", "attn.v", "attn.scores", "attn.pattern", "attn.context", "attn.out",
                  "resid_mid", "ln1", "ffn.pre_act", "ffn.act", "ffn.out", "resid_post", "ln2"]
 ENDPOINTS = ["load_model", "tokenize", "positional", "position_similarity", "input_composition", "step",
-             "attention_head", "attention_layer", "attention_overview", "head_summary", "output"]
+             "attention_head", "attention_layer", "attention_flow", "attention_overview", "head_summary", "output"]
 
 
 @pytest.fixture(scope="module")
@@ -116,6 +116,7 @@ def test_plots_decode_to_png_images_of_the_expected_size(client):
         "attention_head": (call(client, "attention_head", *text, 2, 3), plots.SIZE_SQUARE),
         "attention_layer": (call(client, "attention_layer", *text, 5), plots.SIZE_MOSAIC),
         "attention_overview": (call(client, "attention_overview", *text), plots.SIZE_MOSAIC),
+        "attention_flow": (call(client, "attention_flow", *text, 4, 11), plots.SIZE_TRIPLE),
         "step": (call(client, "step", *text, 1, 4, -1)[1], plots.SIZE_MOSAIC),
         "step_one_head": (call(client, "step", *text, 1, 4, 7)[1], plots.SIZE_SQUARE),
         "step_2d": (call(client, "step", *text, 0, 13, -1)[1], plots.SIZE_STEP),

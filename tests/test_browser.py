@@ -22,7 +22,7 @@ TABS = {  # tab label -> number of plots it shows
     "1 · Tokenization": 0,
     "2 · Positional encodings": 3,
     "3 · Step-through": 1,
-    "4 · Attention": 3,
+    "4 · Attention": 4,
     "5 · Output": 2,
 }
 LOADED_PLOTS = """(count) => {
@@ -127,14 +127,15 @@ def test_run_visit_every_tab_and_walk_the_steps(page):
 
     # Moving the layer slider redraws the attention plots.
     page.get_by_role("tab", name="4 · Attention").click()
-    before = wait_for_plots(page, 3)
+    before = wait_for_plots(page, 4)
     layer_box = page.get_by_label("number input for layer")
     layer_box.fill("3")
     layer_box.press("Enter")
     page.wait_for_function(
         """(old) => { const imgs = Array.from(document.querySelectorAll('[role=tabpanel] .plot img'))
                       .filter(i => i.offsetParent !== null);
-                      return imgs.length === 3 && imgs[0].src !== old[0] && imgs[0].naturalWidth > 0; }""",
+                      return imgs.length === 4 && imgs[0].src !== old[0] && imgs[2].src !== old[2]
+                             && imgs.every(i => i.naturalWidth > 0); }""",
         arg=before,
     )
     assert not error_toasts(page)
@@ -164,5 +165,5 @@ def test_a_bad_model_id_explains_itself_and_the_default_stays(page):
     assert "HF_HUB_OFFLINE" in info.inner_text() and "all-MiniLM-L6-v2" in info.inner_text()
     assert not error_toasts(page)
     page.get_by_role("tab", name="4 · Attention").click()
-    wait_for_plots(page, 3)
+    wait_for_plots(page, 4)
     page.screenshot(path=str(SCREENSHOTS / "model-not-loaded.png"), full_page=True)

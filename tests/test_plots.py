@@ -65,6 +65,7 @@ def test_every_plot_function_returns_a_figure(tmp_path):
         "composition": plots.input_composition(vectors, vectors * 0.5, vectors * 0.1, TOKENS),
         "composition_no_segments": plots.input_composition(vectors, vectors * 0.5, None, TOKENS),
         "embeddings": plots.embedding_strips(torch.randn(2, 8), ["a", "b"]),
+        "token_matrices": plots.token_matrices([softmax_rows(1, 5)[0]] * 3, TOKENS, ["a", "b", "c"], boundaries=[3]),
     }
     for name, figure in figures.items():
         assert isinstance(figure, Figure), name
@@ -132,6 +133,9 @@ def test_large_tiles_are_averaged_down():
         (lambda: plots.embedding_strips(torch.rand(5, 3), list("abcde")), "at most 4"),
         (lambda: plots.matrix_heatmap(torch.rand(2, 2), "ab"), "sequence of strings"),
         (lambda: plots.new_figure((0, 3)), "figsize"),
+        (lambda: plots.token_matrices([torch.rand(3, 3)], ["a", "b"], ["t"]), r"expected \(2, 2\)"),
+        (lambda: plots.token_matrices([torch.rand(2, 2)] * 4, ["a", "b"], list("abcd")), "1 to 3"),
+        (lambda: plots.token_matrices([torch.rand(2, 2)], ["a", "b"], ["x", "y"]), "one title"),
     ],
 )
 def test_bad_inputs_are_rejected_with_a_clear_message(call, message):

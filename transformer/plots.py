@@ -38,6 +38,7 @@ SIZE_SQUARE = (8.0, 7.0)
 SIZE_WIDE = (11.0, 5.5)
 SIZE_MOSAIC = (10.0, 8.0)
 SIZE_STEP = (11.0, 6.0)
+SIZE_TRIPLE = (13.0, 5.0)
 
 # Fonts for token labels beyond Latin, Greek, Cyrillic and Hebrew (DejaVu's range): used when installed.
 _FALLBACK_FAMILIES = ("Noto Sans CJK JP", "Noto Sans CJK SC", "WenQuanYi Zen Hei", "Droid Sans Fallback", "Noto Color Emoji")
@@ -283,6 +284,48 @@ def cosine_matrix(vectors, tokens: Sequence[str], *, title: str = "", boundaries
         unit @ unit.T, tokens, tokens, title=title, colorbar_label="cosine similarity",
         limits=(-1.0, 1.0), cmap=DIVERGING, boundaries=boundaries,
     )
+
+
+@_styled
+def token_matrices(
+    matrices: Sequence,
+    tokens: Sequence[str],
+    titles: Sequence[str],
+    *,
+    colorbar_labels: Sequence[str] | None = None,
+    boundaries: Sequence[int] = (),
+    figsize: tuple[float, float] = SIZE_WIDE,
+) -> Figure:
+    """Two or three (T, T) token-by-token matrices side by side, each with its own colour scale from 0."""
+    arrays = [as_array(matrix, 2, f"matrices[{i}]") for i, matrix in enumerate(matrices)]
+    if not 1 <= len(arrays) <= 3:
+        raise ValueError(f"draw 1 to 3 matrices side by side, got {len(arrays)}")
+    n_tokens = len(tokens)
+    for index, array in enumerate(arrays):
+        if array.shape != (n_tokens, n_tokens):
+            raise ValueError(f"matrices[{index}] has shape {array.shape}, expected ({n_tokens}, {n_tokens}) for {n_tokens} tokens")
+    tokens = check_labels(tokens, n_tokens, "tokens")
+    titles = list(titles)
+    labels = list(colorbar_labels or [""] * len(arrays))
+    if len(titles) != len(arrays) or len(labels) != len(arrays):
+        raise ValueError("give one title (and colour-bar label) per matrix")
+    figure = new_figure(figsize)
+    left_margin = _margin(tokens, figsize[0], 0.06, 0.15)
+    bottom = _margin(tokens, figsize[1], 0.12, 0.3)
+    slot = (0.98 - left_margin) / len(arrays)
+    for index, (array, title, label) in enumerate(zip(arrays, titles, labels)):
+        axis = figure.add_axes((left_margin + index * slot, bottom, slot * 0.78, 0.9 - bottom))
+        image = axis.imshow(array, cmap=ATTENTION, vmin=0.0, vmax=max(float(np.nanmax(array)), 1e-12), aspect="auto")
+        _label_axis(axis, tokens if index == 0 else None, "y")
+        if index:
+            axis.set_yticks([])
+        _label_axis(axis, tokens, "x", rotate=True)
+        _draw_separators(axis, boundaries)
+        axis.set_title(title)
+        bar = figure.colorbar(image, cax=figure.add_axes((left_margin + index * slot + slot * 0.8, bottom, 0.012, 0.9 - bottom)))
+        bar.set_label(label)
+        bar.ax.tick_params(labelsize=7)
+    return figure
 
 
 # ------------------------------------------------------------------------------------------- mosaics
