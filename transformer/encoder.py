@@ -9,7 +9,7 @@ from .config import EncoderConfig
 from .embeddings import Embeddings
 from .layer import EncoderLayer
 from .norm import LayerNorm
-from .steps import Record, passthrough
+from .steps import Record, passthrough, step_docs
 
 
 def additive_mask(attention_mask: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
@@ -29,8 +29,18 @@ class Encoder(nn.Module):
         super().__init__()
         self.config = config
         self.embeddings = Embeddings(config)
-        self.layers = nn.ModuleList(EncoderLayer(config, i) for i in range(config.n_layers))
+        # The layers with their own weights: all of them, or the one that every depth shares (ALBERT).
+        self.layers = nn.ModuleList(EncoderLayer(config, i) for i in range(1 if config.shared_layers else config.n_layers))
+        # The layers in the order they are applied, one per depth. Shared depths are views of layers[0]
+        # (same weights, own step names), kept out of the module tree so the weights are counted and saved once.
+        self.stack: tuple[EncoderLayer, ...] = (
+            (self.layers[0], *(self.layers[0].shared_at(config, i) for i in range(1, config.n_layers)))
+            if config.shared_layers
+            else tuple(self.layers)
+        )
         self.final_norm = LayerNorm(config) if config.norm_placement == "pre" else None
+        self.use_segments = config.use_segments
+        self.step_docs = step_docs(config)  # what each step is, in this configuration's words
 
     def forward(
         self,
@@ -40,12 +50,12 @@ class Encoder(nn.Module):
         record: Record | None = None,
     ) -> torch.Tensor:
         """input_ids (B, T) -> final hidden states (B, T, d). With ``record``, every step is reported to it."""
-        if token_type_ids is None:
-            token_type_ids = torch.zeros_like(input_ids)
+        if token_type_ids is None or not self.use_segments:
+            token_type_ids = torch.zeros_like(input_ids)  # a model without segments puts every token in segment 0
         mask = additive_mask(attention_mask, self.embeddings.token.weight.dtype)
         r = record or passthrough
         x = self.embeddings(input_ids, token_type_ids, r)
-        for layer in self.layers:
+        for layer in self.stack:
             x = layer(x, mask, record)
         if self.final_norm is not None:
             x = r("final_norm", self.final_norm(x))

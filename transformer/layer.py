@@ -22,6 +22,22 @@ class EncoderLayer(nn.Module):
         self.ffn = FeedForward(config, f"{self.name}.ffn")
         self.ln2 = LayerNorm(config)
 
+    def shared_at(self, config: EncoderConfig, index: int) -> "EncoderLayer":
+        """This layer's very weights, applied as layer ``index`` and recording under that layer's step names.
+
+        ALBERT applies one layer's weights at every depth. The twin holds the same sublayer modules, so a
+        change to (or a move of) the weights is a change to every depth at once.
+        """
+        with torch.device("meta"):  # the twin's own parameters are placeholders, replaced just below
+            twin = EncoderLayer(config, index)
+        twin.attn.qkv, twin.attn.out = self.attn.qkv, self.attn.out
+        twin.ffn.up, twin.ffn.down = self.ffn.up, self.ffn.down
+        twin.ln1, twin.ln2 = self.ln1, self.ln2
+        own = {id(p) for p in self.parameters()}
+        if not all(id(p) in own for p in twin.parameters()):  # a sublayer gained weights this method does not share
+            raise AssertionError("EncoderLayer.shared_at left a parameter unshared")
+        return twin
+
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None, record: Record | None = None) -> torch.Tensor:
         return (self.pre_ln if self.pre_norm else self.post_ln)(x, mask, record)
 

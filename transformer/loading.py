@@ -61,9 +61,28 @@ def from_pretrained(
     state_dict = checkpoints.to_state_dict(raw_config, config, tensors, expected)
     state_dict = {name: tensor.to(torch.float32) for name, tensor in state_dict.items()}
     encoder.load_state_dict(state_dict, strict=True, assign=True)
-    tokenizer = Tokenizer.from_files(files.optional, max_length=config.max_positions)
+    head = checkpoints.masked_lm_head(raw_config, config, tensors, encoder.embeddings.token.weight)
+    tokenizer = Tokenizer.from_files(files.optional, max_length=config.max_tokens)
+    tokenizer = _with_family_specials(tokenizer, checkpoints.special_tokens(raw_config))
     if tokenizer.vocab_size > config.vocab_size:
         raise TransformerError(
             f"The tokenizer has {tokenizer.vocab_size} tokens but the model only {config.vocab_size} embeddings."
         )
-    return Model(encoder.to(device), tokenizer, files.source, Pooling.from_files(files.optional))
+    return Model(encoder.to(device), tokenizer, files.source, Pooling.from_files(files.optional),
+                 mlm_head=head.to(device) if head is not None else None)
+
+
+def _with_family_specials(tokenizer: Tokenizer, family_specials: dict[str, str] | None) -> Tokenizer:
+    """Fill in the family's special tokens (RoBERTa's <mask>, ALBERT's <pad>) where the checkpoint named none.
+
+    Repos such as FacebookAI/roberta-base have no special_tokens_map.json: the tokenizer then falls back to
+    BERT's [MASK], [PAD] ..., which their vocabularies lack. A role whose token is in the vocabulary stays.
+    """
+    if not family_specials:
+        return tokenizer
+    vocab = tokenizer.backend
+    chosen = dict(tokenizer.special_tokens)
+    for role, token in family_specials.items():
+        if vocab.token_to_id(chosen.get(role, "")) is None and vocab.token_to_id(token) is not None:
+            chosen[role] = token
+    return tokenizer if chosen == tokenizer.special_tokens else Tokenizer(vocab, chosen, tokenizer.max_length)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import torch
@@ -14,6 +15,7 @@ from .config import EncoderConfig
 from .encoder import Encoder
 from .errors import TransformerError
 from .hub import Source
+from .mlm import FillMask, LogitLens, MaskedLMHead, Readout, fill_mask, logit_lens
 from .steps import Recorder, Step
 from .tokenizer import Tokenized, Tokenizer
 
@@ -28,6 +30,8 @@ class Run:
     steps: tuple[Step, ...]
     hidden_states: tuple[torch.Tensor, ...]  # L + 1 tensors (T, d): embedding output, then each layer's output
     attentions: tuple[torch.Tensor, ...]  # L tensors (H, T, T): softmax probabilities
+    # The masked-LM head as a function of hidden states, (N, d) -> (N, vocab); None without one.
+    readout: Readout | None = field(default=None, repr=False, compare=False)
     _by_name: dict[str, Step] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -55,6 +59,14 @@ class Run:
         except KeyError:
             raise KeyError(f"no step {name!r}; steps are {', '.join(self._by_name)}") from None
 
+    @cached_property
+    def mlm_logits(self) -> torch.Tensor | None:
+        """(T, vocab) the masked-LM head's score of every vocabulary word at every position (None without a head).
+
+        Computed on first use: the head's output is vocab-sized per token (250k wide for XLM-R).
+        """
+        return None if self.readout is None else self.readout(self.hidden_states[-1])
+
     def layer_steps(self, layer: int) -> tuple[Step, ...]:
         """The steps of layer ``layer`` in the order they were computed."""
         return tuple(step for step in self.steps if step.layer == layer)
@@ -63,10 +75,16 @@ class Run:
         """The same run with every tensor on the CPU (for plotting a GPU run)."""
         moved = {id(t): t.cpu() for t in (*[s.tensor for s in self.steps], self.input_ids, self.token_type_ids)}
         steps = tuple(Step(s.name, moved[id(s.tensor)], s.axes, s.doc, s.formula) for s in self.steps)
-        return _assemble(self.tokenized, moved[id(self.input_ids)], moved[id(self.token_type_ids)], steps)
+        return _assemble(self.tokenized, moved[id(self.input_ids)], moved[id(self.token_type_ids)], steps, self.readout)
 
 
-def _assemble(tokenized: Tokenized, input_ids: torch.Tensor, token_type_ids: torch.Tensor, steps: tuple[Step, ...]) -> Run:
+def _assemble(
+    tokenized: Tokenized,
+    input_ids: torch.Tensor,
+    token_type_ids: torch.Tensor,
+    steps: tuple[Step, ...],
+    readout: Readout | None = None,
+) -> Run:
     """Build a Run whose hidden states and attentions are the very tensors of the steps that made them."""
     layer_output: dict[int, Step] = {}  # a layer's last step is its output (ln2 post-LN, resid_post pre-LN)
     for step in steps:
@@ -74,13 +92,16 @@ def _assemble(tokenized: Tokenized, input_ids: torch.Tensor, token_type_ids: tor
             layer_output[step.layer] = step
     by_name = {step.name: step for step in steps}
     n_layers = len(layer_output)
+    # Layer 0's input: the embeddings, projected to the model width when they are factorised.
+    embedded = by_name.get("embeddings.project") or by_name["embeddings.norm"]
     return Run(
         tokenized=tokenized,
         input_ids=input_ids,
         token_type_ids=token_type_ids,
         steps=steps,
-        hidden_states=(by_name["embeddings.norm"].tensor, *(layer_output[i].tensor for i in range(n_layers))),
+        hidden_states=(embedded.tensor, *(layer_output[i].tensor for i in range(n_layers))),
         attentions=tuple(by_name[f"layers.{i}.attn.pattern"].tensor for i in range(n_layers)),
+        readout=readout,
     )
 
 
@@ -116,11 +137,19 @@ def _json_or_empty(path: Path | None, default=None):
 class Model:
     """An encoder with the tokenizer, pooling and provenance of the checkpoint it was loaded from."""
 
-    def __init__(self, encoder: Encoder, tokenizer: Tokenizer, source: Source, pooling: Pooling = Pooling()) -> None:
+    def __init__(
+        self,
+        encoder: Encoder,
+        tokenizer: Tokenizer,
+        source: Source,
+        pooling: Pooling = Pooling(),
+        mlm_head: MaskedLMHead | None = None,
+    ) -> None:
         self.encoder = encoder.eval().requires_grad_(False)  # inference only: no autograd bookkeeping
         self.tokenizer = tokenizer
         self.source = source
         self.pooling = pooling
+        self.mlm_head = mlm_head.eval().requires_grad_(False) if mlm_head is not None else None
 
     @property
     def config(self) -> EncoderConfig:
@@ -136,10 +165,23 @@ class Model:
 
     @property
     def max_tokens(self) -> int:
-        return min(self.config.max_positions, self.tokenizer.max_length)
+        return min(self.config.max_tokens, self.tokenizer.max_length)
+
+    @property
+    def has_mlm_head(self) -> bool:
+        """Whether the checkpoint came with its masked-LM head, so fill_mask and logit_lens can work."""
+        return self.mlm_head is not None
+
+    @property
+    def mask_token(self) -> str | None:
+        """The token to write where fill_mask should predict a word ("[MASK]", "<mask>"), None if the vocabulary has none."""
+        token = self.tokenizer.special_tokens.get("mask")
+        return token if token is not None and self.tokenizer.backend.token_to_id(token) is not None else None
 
     def to(self, device: str | torch.device) -> "Model":
         self.encoder.to(device)
+        if self.mlm_head is not None:
+            self.mlm_head.to(device)
         return self
 
     def tokenize(self, text_a: str, text_b: str | None = None) -> Tokenized:
@@ -157,14 +199,58 @@ class Model:
         tokenized = self.tokenize(text_a, text_b)
         input_ids = torch.tensor([tokenized.input_ids], device=self.device)  # (1, T)
         token_type_ids = torch.tensor([tokenized.token_type_ids], device=self.device)  # (1, T)
+        if not self.config.use_segments:
+            token_type_ids = torch.zeros_like(token_type_ids)  # what the encoder uses: every token in segment 0
         ablate = list(ablate)
         for layer, head in ablate:
             if not (0 <= layer < self.config.n_layers and 0 <= head < self.config.n_heads):
                 raise TransformerError(f"There is no head {head} in layer {layer}: this model has "
                                        f"{self.config.n_layers} layers of {self.config.n_heads} heads.")
         recorder = HeadAblation(ablate) if ablate else Recorder()
+        recorder.docs = self.encoder.step_docs  # the steps explained for this model's configuration
         self.encoder(input_ids, token_type_ids, record=recorder)
-        return _assemble(tokenized, input_ids[0], token_type_ids[0], tuple(recorder.steps))
+        readout = self._readout if self.mlm_head is not None else None
+        return _assemble(tokenized, input_ids[0], token_type_ids[0], tuple(recorder.steps), readout)
+
+    @torch.inference_mode()
+    def _readout(self, hidden: torch.Tensor) -> torch.Tensor:
+        """(N, d) hidden states -> (N, vocab) masked-LM logits, on the hidden states' device."""
+        x = hidden.to(self.device)
+        if self.encoder.final_norm is not None:  # pre-LN stacks normalise the residual stream before any readout
+            x = self.encoder.final_norm(x)
+        return self.mlm_head(x).to(hidden.device)
+
+    def _require_mlm_head(self) -> None:
+        if self.mlm_head is None:
+            raise TransformerError(
+                "This checkpoint has no masked-language-model head, so it cannot predict masked words: load one "
+                "saved with its pre-training head (for example google-bert/bert-base-uncased or distilbert/distilbert-base-uncased)."
+            )
+
+    def fill_mask(self, text: str, top_k: int = 5, text_b: str | None = None) -> FillMask:
+        """For each mask token in the text (see ``mask_token``), the top_k words with their probabilities."""
+        self._require_mlm_head()
+        if self.mask_token is None:
+            raise TransformerError("This model's vocabulary has no mask token, so it cannot predict masked words.")
+        run = self.run(text, text_b)
+        return fill_mask(run, self._readout, self.tokenizer, self.tokenizer.backend.token_to_id(self.mask_token), top_k)
+
+    def logit_lens(self, text_or_run: "str | Run", position: int | None = None, top_k: int = 5) -> LogitLens:
+        """The masked-LM head applied after the embeddings and after every layer, at one position.
+
+        ``position`` indexes run.tokens; None means the first mask token. The last row is what fill_mask says.
+        """
+        self._require_mlm_head()
+        run = self.run(text_or_run) if isinstance(text_or_run, str) else text_or_run
+        if not isinstance(run, Run):
+            raise TransformerError(f"logit_lens takes a text or a Run, not {type(text_or_run).__name__}.")
+        if position is None:
+            mask_id = self.tokenizer.backend.token_to_id(self.mask_token) if self.mask_token else None
+            masks = [i for i, token_id in enumerate(run.input_ids.tolist()) if token_id == mask_id]
+            if not masks:
+                raise TransformerError(f"Choose a position: the text has no {self.mask_token or 'mask'} token to look at.")
+            position = masks[0]
+        return logit_lens(run, self._readout, self.tokenizer, position, top_k)
 
     @torch.inference_mode()
     def embed(self, texts: list[str] | str, batch_size: int = 32) -> torch.Tensor:

@@ -9,10 +9,13 @@ nothing outlives the call.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Callable
 
 import torch
+
+from .config import EncoderConfig
 
 # What each step is, keyed by its name without the ``layers.N.`` prefix:
 # (axis names, one plain sentence, formula in LaTeX).
@@ -41,6 +44,11 @@ STEP_DOCS: dict[str, tuple[tuple[str, ...], str, str]] = {
         ("token", "d_model"),
         "LayerNorm rescales each token vector to zero mean and unit variance, then applies a learned scale and shift.",
         r"x^{(0)}_t = \gamma \odot \frac{e_t - \mu_t}{\sqrt{\sigma_t^2 + \epsilon}} + \beta",
+    ),
+    "embeddings.project": (
+        ("token", "d_model"),
+        "A learned linear map widens each normalised embedding from the narrow embedding width to the model width.",
+        r"x^{(0)}_t = \hat{e}_t W_E + b_E",
     ),
     "ln1": (
         ("token", "d_model"),
@@ -121,6 +129,52 @@ STEP_DOCS: dict[str, tuple[tuple[str, ...], str, str]] = {
 
 _LAYER_PREFIX = re.compile(r"^layers\.\d+\.")
 
+# Layer steps computed with the layer's own weights (the others only add or pass values on).
+_WEIGHTED_KINDS = ("attn.q", "attn.k", "attn.v", "attn.out", "ln1", "ffn.pre_act", "ffn.out", "ln2")
+SHARED_WEIGHTS_NOTE = " Every layer of this model applies the same, shared weights here (ALBERT)."
+
+
+def step_docs(config: EncoderConfig) -> dict[str, tuple[tuple[str, ...], str, str]]:
+    """STEP_DOCS in the words of one configuration: segments, position rows, embedding width, shared layers."""
+    docs = dict(STEP_DOCS)
+
+    def reword(kind: str, doc: str | None = None, formula: str | None = None, axes: tuple[str, ...] | None = None) -> None:
+        old_axes, old_doc, old_formula = docs[kind]
+        docs[kind] = (axes or old_axes, doc or old_doc, formula or old_formula)
+
+    # The input sum's terms, each as this configuration computes it.
+    default_terms = (r"E_{\text{tok}}[\mathrm{id}_t]", r"E_{\text{pos}}[t]", r" + E_{\text{seg}}[s_t]")
+    token, position, segment = default_terms
+    if config.type_vocab_size == 0:
+        segment = ""
+        reword("embeddings.sum", "The token and position vectors are added into one input vector per token (this model has no segments).")
+    elif not config.use_segments:
+        segment = r" + E_{\text{seg}}[0]"
+        reword("embeddings.segment", "This model has no segments: every token gets the same learned type vector (row 0).",
+               r"E_{\text{seg}}[0]")
+    if config.positional == "sinusoidal":
+        position = r"\mathrm{PE}[t]"
+        reword("embeddings.position", "Each position 0, 1, 2, ... gets a fixed sinusoidal vector (Vaswani et al. 2017), "
+               "so the model can tell word order apart.", position)
+    if config.position_offset:
+        k = config.position_offset
+        position = rf"E_{{\text{{pos}}}}[t + {k}]"
+        reword("embeddings.position", f"Each position gets its own learned vector; rows are counted from {k} "
+               f"(row {k - 1} is for padding), so token t takes row t + {k}.", position)
+    if (token, position, segment) != default_terms:
+        reword("embeddings.sum", formula=f"e_t = {token} + {position}{segment}")
+    if config.embedding_size is not None:
+        narrow = ("token", "d_embed")
+        for kind in ("embeddings.token", "embeddings.position", "embeddings.segment", "embeddings.sum"):
+            reword(kind, axes=narrow)
+        reword("embeddings.norm", axes=narrow,
+               formula=r"\hat{e}_t = \gamma \odot \frac{e_t - \mu_t}{\sqrt{\sigma_t^2 + \epsilon}} + \beta")
+    if config.shared_layers:
+        for kind in _WEIGHTED_KINDS:
+            reword(kind, docs[kind][1] + SHARED_WEIGHTS_NOTE)
+    return docs
+
+
 # A step reporter: takes a step's name and tensor, returns the tensor unchanged.
 Record = Callable[[str, torch.Tensor], torch.Tensor]
 
@@ -158,13 +212,17 @@ class Step:
 
 
 class Recorder:
-    """Collects the steps of one forward pass of a single sequence (batch size 1)."""
+    """Collects the steps of one forward pass of a single sequence (batch size 1).
 
-    def __init__(self) -> None:
+    ``docs`` explains the steps (``Encoder.step_docs`` words them for its configuration; STEP_DOCS by default).
+    """
+
+    def __init__(self, docs: Mapping[str, tuple[tuple[str, ...], str, str]] | None = None) -> None:
         self.steps: list[Step] = []
+        self.docs = STEP_DOCS if docs is None else docs
 
     def __call__(self, name: str, tensor: torch.Tensor) -> torch.Tensor:
-        axes, doc, formula = STEP_DOCS[_LAYER_PREFIX.sub("", name)]
+        axes, doc, formula = self.docs[_LAYER_PREFIX.sub("", name)]
         # tensor[0] drops the batch axis as a view: the record shares memory with the forward pass.
         self.steps.append(Step(name, tensor[0], axes, doc, formula))
         return tensor

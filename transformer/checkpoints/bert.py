@@ -1,4 +1,8 @@
-"""BERT (and MiniLM, which is a BERT): config reading and the one key table."""
+"""BERT (and MiniLM, which is a BERT): config reading, the key table and the masked-LM head.
+
+Names as transformers 5.23 writes them (transformers/models/bert/modeling_bert.py): the encoder under an
+optional ``bert.`` prefix, the MLM head under ``cls.predictions`` (BertForMaskedLM / BertForPreTraining).
+"""
 
 from __future__ import annotations
 
@@ -6,56 +10,38 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..config import EncoderConfig
-from ..errors import TransformerError
-from .table import Target
-
-# Checkpoint activation names that mean one of our functions.
-ACTIVATIONS = {"gelu": "gelu", "relu": "relu", "gelu_new": "gelu_new", "gelu_pytorch_tanh": "gelu_new"}
+from . import reading
+from .table import HeadLayout, Target, remove_prefix
 
 # Tensors a BERT checkpoint may carry that the encoder deliberately does not use: the pooler and the
-# pre-training heads (masked LM, next-sentence prediction), and the saved position-id buffer.
+# pre-training heads (masked LM, next-sentence prediction), and the saved position-id buffer. The masked-LM
+# head is read separately, by ``mlm_head``.
 IGNORED_PREFIXES = ("pooler.", "cls.", "embeddings.position_ids")
+SPECIAL_TOKENS = None  # the tokenizer's defaults ([CLS], [SEP], [PAD], [UNK], [MASK]) are BERT's
 
 
 def read_config(raw: Mapping[str, Any]) -> EncoderConfig:
-    position_type = raw.get("position_embedding_type", "absolute")
-    if position_type != "absolute":
-        raise TransformerError(
-            f"Unsupported position_embedding_type {position_type!r}: only 'absolute' (learned) positions are supported."
-        )
-    if raw.get("is_decoder") or raw.get("add_cross_attention"):
-        raise TransformerError("This BERT is configured as a decoder (is_decoder/add_cross_attention); only encoders are supported.")
-    act = raw.get("hidden_act", "gelu")
-    if act not in ACTIVATIONS:
-        raise TransformerError(f"Unsupported hidden_act {act!r}: supported are {', '.join(sorted(ACTIVATIONS))}.")
-    required = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size")
-    missing = [key for key in required if key not in raw]
-    if missing:
-        raise TransformerError(f"config.json lacks {', '.join(missing)}: it does not describe a BERT encoder.")
-    try:
-        return EncoderConfig(
-            vocab_size=int(raw["vocab_size"]),
-            d_model=int(raw["hidden_size"]),
-            n_layers=int(raw["num_hidden_layers"]),
-            n_heads=int(raw["num_attention_heads"]),
-            d_ff=int(raw["intermediate_size"]),
-            max_positions=int(raw.get("max_position_embeddings", 512)),
-            type_vocab_size=int(raw.get("type_vocab_size", 2)),
-            activation=ACTIVATIONS[act],
-            layer_norm_eps=float(raw.get("layer_norm_eps", 1e-12)),
-            pad_token_id=int(raw.get("pad_token_id") or 0),
-            model_type="bert",
-        )
-    except (TypeError, ValueError) as err:
-        raise TransformerError(f"config.json has a value of the wrong type: {err}") from None
+    reading.refuse_non_encoders(raw, "BERT")
+    act = reading.activation(raw, "hidden_act", "gelu")
+    reading.require(raw, ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size"), "BERT")
+    return reading.build(lambda: EncoderConfig(
+        vocab_size=int(raw["vocab_size"]),
+        d_model=int(raw["hidden_size"]),
+        n_layers=int(raw["num_hidden_layers"]),
+        n_heads=int(raw["num_attention_heads"]),
+        d_ff=int(raw["intermediate_size"]),
+        max_positions=int(raw.get("max_position_embeddings", 512)),
+        type_vocab_size=int(raw.get("type_vocab_size", 2)),
+        activation=act,
+        layer_norm_eps=float(raw.get("layer_norm_eps", 1e-12)),
+        pad_token_id=reading.pad_token_id(raw, 0),
+        model_type="bert",
+    ))
 
 
 def canonical_name(key: str) -> str:
     """Drop the optional ``bert.`` prefix and rename legacy LayerNorm ``gamma``/``beta`` to ``weight``/``bias``."""
-    key = key.removeprefix("bert.")
-    if "LayerNorm." in key:
-        key = key.replace("LayerNorm.gamma", "LayerNorm.weight").replace("LayerNorm.beta", "LayerNorm.bias")
-    return key
+    return remove_prefix(key, "bert.")
 
 
 def ignored(name: str) -> bool:
@@ -63,13 +49,17 @@ def ignored(name: str) -> bool:
 
 
 def key_table(config: EncoderConfig) -> dict[str, Target]:
-    """Every BERT checkpoint tensor the encoder uses -> the parameter it fills."""
+    """Every BERT checkpoint tensor the encoder uses -> the parameter it fills.
+
+    RoBERTa and ELECTRA name their encoders exactly so (they reuse this table).
+    """
     table = {
         "embeddings.word_embeddings.weight": Target("embeddings.token.weight"),
-        "embeddings.token_type_embeddings.weight": Target("embeddings.segment.weight"),
         "embeddings.LayerNorm.weight": Target("embeddings.norm.weight"),
         "embeddings.LayerNorm.bias": Target("embeddings.norm.bias"),
     }
+    if config.type_vocab_size:
+        table["embeddings.token_type_embeddings.weight"] = Target("embeddings.segment.weight")
     if config.positional == "learned":
         table["embeddings.position_embeddings.weight"] = Target("embeddings.position.weight")
     for i in range(config.n_layers):
@@ -84,3 +74,15 @@ def key_table(config: EncoderConfig) -> dict[str, Target]:
             table[f"{theirs}.output.dense.{kind}"] = Target(f"{ours}.ffn.down.{kind}")
             table[f"{theirs}.output.LayerNorm.{kind}"] = Target(f"{ours}.ln2.{kind}")
     return table
+
+
+def mlm_head(raw: Mapping[str, Any], config: EncoderConfig) -> HeadLayout:
+    """BertLMPredictionHead: transform.dense, the hidden_act, transform.LayerNorm, decoder (tied) + bias."""
+    return HeadLayout(
+        transform="cls.predictions.transform.dense",
+        norm="cls.predictions.transform.LayerNorm",
+        decoder="cls.predictions.decoder",
+        separate_bias="cls.predictions.bias",
+        activation=config.activation,
+        width=config.d_model,
+    )

@@ -62,3 +62,33 @@ def convert_state_dict(
             raise TransformerError(f"Tensor {name!r} has shape {got} but this config needs {want}.")
         chunks.setdefault(target.name, [None] * target.parts)[target.part] = found[name]
     return {ours: parts[0] if len(parts) == 1 else torch.cat(parts) for ours, parts in chunks.items()}
+
+
+def modern_layer_norm_names(key: str) -> str:
+    """Rename legacy (TensorFlow-era) LayerNorm ``gamma``/``beta`` to ``weight``/``bias``, as transformers does on load."""
+    if "LayerNorm." in key:
+        key = key.replace("LayerNorm.gamma", "LayerNorm.weight").replace("LayerNorm.beta", "LayerNorm.bias")
+    return key
+
+
+def remove_prefix(key: str, prefix: str) -> str:
+    """Drop the base-model prefix (``roberta.``) that task checkpoints such as *ForMaskedLM put on the encoder."""
+    return modern_layer_norm_names(key.removeprefix(prefix))
+
+
+@dataclass(frozen=True)
+class HeadLayout:
+    """Where a family keeps its masked-LM head: three checkpoint modules, and how the head computes.
+
+    ``transform`` (a Linear), ``norm`` (a LayerNorm) and ``decoder`` (the Linear to the vocabulary, whose
+    weight is absent when it is tied to the token embeddings). ``separate_bias`` is the head's own bias
+    vector where the family keeps one beside the decoder (BERT, RoBERTa, ALBERT); when tied, transformers
+    makes it the decoder's bias.
+    """
+
+    transform: str
+    norm: str
+    decoder: str
+    separate_bias: str | None
+    activation: str  # the transform's activation, one of ours
+    width: int  # the transform's output width
