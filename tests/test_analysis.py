@@ -136,7 +136,7 @@ def test_weight_map_covers_every_tensor_of_the_file(model):
 
     from safetensors.torch import load_file
 
-    from transformer.weight_map import totals_by_layer, weight_map
+    from transformer.weight_map import model_weight_map, totals_by_layer, weight_map
 
     folder = Path("weights/all-MiniLM-L6-v2")
     rows = weight_map([folder / "model.safetensors"], json.loads((folder / "config.json").read_text()), model.config)
@@ -150,4 +150,24 @@ def test_weight_map_covers_every_tensor_of_the_file(model):
     assert by_name["pooler.dense.weight"].parameter == ""
     totals = totals_by_layer(rows)
     assert sum(v for k, v in totals.items() if k != "not used") == model.n_parameters
+    assert model_weight_map(model) == rows
     assert totals["layer 0"] == sum(p.numel() for p in model.encoder.layers[0].parameters())
+
+
+@pytest.mark.parametrize("family", ["bert", "roberta", "distilbert", "electra", "albert"])
+def test_weight_map_labels_the_masked_lm_head(tmp_path, family):
+    from safetensors import safe_open
+
+    from tiny import make_checkpoint
+    from transformer.weight_map import model_weight_map, totals_by_layer
+
+    folder = make_checkpoint(family, tmp_path / family)
+    loaded = transformer.from_pretrained(folder)
+    rows = model_weight_map(loaded)
+    with safe_open(str(folder / "model.safetensors"), "pt") as handle:
+        assert {row.checkpoint_name for row in rows} == set(handle.keys())
+    head_rows = [row for row in rows if row.parameter == "mlm_head"]
+    assert head_rows and all(row.step == "mlm_logits" for row in head_rows)
+    assert totals_by_layer(rows)["masked-LM head"] == sum(row.n_parameters for row in head_rows)
+    used = sum(v for k, v in totals_by_layer(rows).items() if k not in ("not used", "masked-LM head"))
+    assert used == loaded.n_parameters

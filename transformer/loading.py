@@ -37,16 +37,18 @@ def from_pretrained(
     revision: str | None = None,
     device: str | torch.device | None = None,
     allow_local: bool = True,
+    max_weight_bytes: int | None = None,
 ) -> Model:
     """Load the bundled default (``source=None``), a local folder, or a Hub repo id (at ``revision``).
 
     Weights come only from safetensors. Every failure raises ``TransformerError`` with a reason a user can
-    act on. ``allow_local=False`` refuses folder paths (for servers that take the source from users).
+    act on. ``allow_local=False`` refuses folder paths and ``max_weight_bytes`` refuses larger Hub weights
+    before downloading them (for servers that take the source from users).
     """
     device = torch.device(device or "cpu")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise TransformerError("device='cuda' was asked for, but this machine has no CUDA GPU available to PyTorch.")
-    files = locate(source, revision, allow_local=allow_local, vet_config=_read_config)
+    files = locate(source, revision, allow_local=allow_local, vet_config=_read_config, max_weight_bytes=max_weight_bytes)
     raw_config, config = _read_config(files.config)
 
     tensors = {}
@@ -69,7 +71,7 @@ def from_pretrained(
             f"The tokenizer has {tokenizer.vocab_size} tokens but the model only {config.vocab_size} embeddings."
         )
     return Model(encoder.to(device), tokenizer, files.source, Pooling.from_files(files.optional),
-                 mlm_head=head.to(device) if head is not None else None)
+                 mlm_head=head.to(device) if head is not None else None, weight_files=files.weights, raw_config=raw_config)
 
 
 def _with_family_specials(tokenizer: Tokenizer, family_specials: dict[str, str] | None) -> Tokenizer:

@@ -144,12 +144,16 @@ class Model:
         source: Source,
         pooling: Pooling = Pooling(),
         mlm_head: MaskedLMHead | None = None,
+        weight_files: tuple[Path, ...] = (),
+        raw_config: dict | None = None,
     ) -> None:
         self.encoder = encoder.eval().requires_grad_(False)  # inference only: no autograd bookkeeping
         self.tokenizer = tokenizer
         self.source = source
         self.pooling = pooling
         self.mlm_head = mlm_head.eval().requires_grad_(False) if mlm_head is not None else None
+        self.weight_files = weight_files  # the safetensors files the weights came from (for the weight map)
+        self.raw_config = raw_config or {}  # the checkpoint's config.json as read
 
     @property
     def config(self) -> EncoderConfig:

@@ -46,13 +46,23 @@ def _step_for(target: checkpoints.Target) -> str:
 def weight_map(weight_files: Sequence[Path], raw_config: Mapping[str, Any], config: EncoderConfig) -> list[WeightRow]:
     family = checkpoints.family_for(raw_config)
     table = family.key_table(config)
+    head = family.mlm_head(raw_config, config)
+    head_modules = tuple(f"{name}." for name in (head.transform, head.norm, head.decoder)) + (
+        (head.separate_bias,) if head.separate_bias else ()
+    )
     rows = []
     for path in weight_files:
         with safe_open(str(path), "pt") as handle:
             for name in handle.keys():
                 shape = tuple(handle.get_slice(name).get_shape())
                 target = table.get(family.canonical_name(name))
-                parameter, step = (target.name, _step_for(target)) if target else ("", "(not used)")
+                canonical = family.canonical_name(name)
+                if target:
+                    parameter, step = target.name, _step_for(target)
+                elif canonical.startswith(head_modules):
+                    parameter, step = "mlm_head", "mlm_logits"  # the masked-LM head, outside the encoder
+                else:
+                    parameter, step = "", "(not used)"
                 layer_match = re.match(r"^layers\.(\d+)\.", parameter)
                 rows.append(WeightRow(name, parameter, step, int(layer_match.group(1)) if layer_match else None,
                                       shape, math.prod(shape), Path(path).name))
@@ -63,6 +73,14 @@ def totals_by_layer(rows: Sequence[WeightRow]) -> dict[str, int]:
     """Parameter counts per layer ("embeddings and other" for the rest, "not used" for ignored tensors)."""
     totals: dict[str, int] = {}
     for row in rows:
-        key = "not used" if not row.parameter else (f"layer {row.layer}" if row.layer is not None else "embeddings and other")
+        if not row.parameter or row.parameter == "mlm_head":
+            key = "not used" if not row.parameter else "masked-LM head"
+        else:
+            key = f"layer {row.layer}" if row.layer is not None else "embeddings and other"
         totals[key] = totals.get(key, 0) + row.n_parameters
     return totals
+
+
+def model_weight_map(model) -> list[WeightRow]:
+    """The weight map of a loaded ``Model``, from the very files it was loaded from."""
+    return weight_map(model.weight_files, model.raw_config, model.config)
