@@ -680,7 +680,9 @@ def attention_flow_figure(job: Job, layer: int, head: int) -> str:
         run = job.run
         pattern = run.attentions[layer]  # (H, T, T)
         value = run.step(f"layers.{layer}.attn.v").tensor  # (H, T, d_head)
-        out_weight = job.model.encoder.layers[layer].attn.out.weight.detach().float().cpu()  # (d, H * d_head)
+        # The layer applied at this depth: ALBERT shares one set of weights across depths (encoder.stack).
+        applied = getattr(job.model.encoder, "stack", None) or job.model.encoder.layers
+        out_weight = applied[layer].attn.out.weight.detach().float().cpu()  # (d, H * d_head)
         moved = analysis.value_vector_norms(pattern.float(), value.float(), out_weight)[head]  # (T, T)
         rollout = analysis.attention_rollout([a.float() for a in run.attentions])[layer]  # (T, T)
         return plots.token_matrices(
@@ -1222,7 +1224,7 @@ def build_demo() -> gr.Blocks:
                 selected.then(handler, inputs, outputs, **private)
 
         then_refresh(gr.on([run_button.click, text_a.submit, text_b.submit], page_run, texts, run_outputs, **private))
-        examples.load_input_event.then(page_run, texts, run_outputs, **private)
+        then_refresh(examples.load_input_event.then(page_run, texts, run_outputs, **private))
         then_refresh(demo.load(page_start, model_state, model_info, **private).then(page_run, texts, run_outputs, **private))
 
         loaded = load_button.click(page_load_model, [repo_box, revision_box, model_state],

@@ -275,3 +275,78 @@ def test_a_hub_model_loads_and_serves_every_endpoint(client, workdir):
     assert math.isfinite(call(client, "output", *text)[0]["cosine"])
     # The default model is untouched by someone else's choice.
     assert call(client, "load_model", "", "")["hidden_size"] == 384
+
+
+# ------------------------------------------------------------------ in-process: caching and thread safety
+
+
+@pytest.fixture(scope="module")
+def app_module():
+    import app
+
+    return app
+
+
+def test_importing_the_app_loads_no_model_and_starts_nothing():
+    import subprocess
+    import sys
+
+    probe = ("import app; assert app._default_model is None, 'a model was loaded at import'; "
+             "assert len(app._runs) == 0 and not app.demo.is_running; print('ok')")
+    result = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stderr[-2000:]
+
+
+def test_concurrent_requests_build_a_cached_value_once(app_module):
+    import threading
+    import time
+
+    cache = app_module.LruCache(max_entries=2)
+    builds = []
+
+    def build():
+        builds.append(1)
+        time.sleep(0.2)  # long enough that all ten threads ask while it is being built
+        return object()
+
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(cache.get_or_build("default", build))) for _ in range(10)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(builds) == 1 and len(results) == 10 and len({id(r) for r in results}) == 1
+
+
+def test_caches_are_bounded_by_entries_and_by_size(app_module):
+    evicted = []
+    cache = app_module.LruCache(max_entries=3, max_size=10, size_of=len, on_evict=evicted.append)
+    for key in "abc":
+        cache.get_or_build(key, lambda key=key: key * 3)  # 3 entries of size 3
+    cache.get("a")  # a is now the most recently used
+    cache.get_or_build("d", lambda: "ddd")
+    assert evicted == ["bbb"] and len(cache) == 3
+    cache.get_or_build("e", lambda: "e" * 9)  # too big to keep the others within 10
+    assert len(cache) == 1 and cache.get("e") == "e" * 9
+
+
+def test_switching_tabs_and_steps_never_reruns_the_encoder(app_module, monkeypatch):
+    calls = []
+    original = app_module._encode
+
+    def counting_encode(*args):
+        calls.append(args)
+        return original(*args)
+
+    monkeypatch.setattr(app_module, "_encode", counting_encode)
+    text = ("A sentence that only this test uses, once.", "", "", "")
+    app_module.tokenize(*text)
+    app_module.input_composition(*text)
+    for position in range(3):
+        app_module.walk_step(*text, 0, position, -1)
+    app_module.attention_head(*text, 1, 2)
+    app_module.attention_layer(*text, 1)
+    app_module.attention_overview(*text)
+    app_module.summarize_heads(*text, -1)
+    app_module.output(*text)
+    assert len(calls) == 1

@@ -13,6 +13,7 @@ down to a bounded number of pixels per tile.
 from __future__ import annotations
 
 import math
+import threading
 import warnings
 from collections.abc import Sequence
 from contextlib import contextmanager
@@ -71,12 +72,17 @@ def _quiet_glyphs():
         yield
 
 
+# matplotlib's settings and Python's warning filters are process-wide: one figure is built or rendered at a
+# time, so that a server drawing for two users at once cannot mix their settings up.
+_DRAWING = threading.RLock()
+
+
 def _styled(function):
     """Build the figure under this module's style, whatever the global matplotlib settings are."""
 
     @wraps(function)
     def wrapper(*args, **kwargs):
-        with matplotlib.rc_context(_STYLE), _quiet_glyphs():
+        with _DRAWING, matplotlib.rc_context(_STYLE), _quiet_glyphs():
             return function(*args, **kwargs)
 
     return wrapper
@@ -98,7 +104,7 @@ def render_png(figure: Figure, path: str | Path) -> Path:
     """Write ``figure`` as a PNG of exactly ``figsize * DPI`` pixels, then clear it so its memory can be freed."""
     path = Path(path)
     try:
-        with matplotlib.rc_context(_STYLE), _quiet_glyphs():
+        with _DRAWING, matplotlib.rc_context(_STYLE), _quiet_glyphs():
             figure.savefig(path, format="png", dpi=DPI)
     finally:
         figure.clear()
