@@ -550,10 +550,6 @@ def _locate_step(job: Job, index: int) -> tuple[int, int]:
     raise InputProblem(f"step {index} is not in the record")
 
 
-def _shape_text(step: transformer.Step) -> str:
-    return "(" + ", ".join(f"{axis}={size}" for axis, size in zip(step.axes, step.shape)) + ")"
-
-
 def step_statistics(step: transformer.Step, tokens: list[str]) -> list[list]:
     """Per token: L2 norm, mean, std, min and max over all the step's other axes."""
     values = step.tensor.detach().float()
@@ -1124,7 +1120,7 @@ def build_demo() -> gr.Blocks:
                 text_b = gr.Textbox(label="Second text (optional: makes a sentence pair)", lines=1, max_lines=6,
                                     placeholder="e.g. She went to the bank to ask for a loan.", elem_id="text-b")
                 run_button = gr.Button("Run", variant="primary", elem_id="run")
-                examples = gr.Examples(EXAMPLES, inputs=[text_a, text_b], label="Examples (click one, then Run)",
+                examples = gr.Examples(EXAMPLES, inputs=[text_a, text_b], label="Examples (click one to run it)",
                                        cache_examples=False, examples_per_page=4)
             with gr.Column(scale=2):
                 with gr.Group():
