@@ -240,9 +240,10 @@ def test_the_server_keeps_answering_after_bad_input(client):
     [
         ("no-such-org/no-such-model", r"Hub repo no-such-org/no-such-model.*HF_HUB_OFFLINE is set"),
         ("bad id!!", r"not a valid Hub repo id"),
-        ("/etc", r"Local folders can only be loaded from the command line"),
-        ("weights/all-MiniLM-L6-v2", r"Local folders can only be loaded from the command line"),
-        ("../../etc/passwd", r"Local folders|not a valid"),
+        # Paths are only ever Hub ids to the app: nothing says whether they exist on the server.
+        ("/etc", r"'/etc' is not a valid Hub repo id"),
+        ("weights/all-MiniLM-L6-v2", r"Hub repo weights/all-MiniLM-L6-v2.*HF_HUB_OFFLINE is set"),
+        ("../../etc/passwd", r"not a valid Hub repo id"),
     ],
 )
 def test_a_bad_model_id_gives_a_one_line_reason_and_the_default_keeps_working(client, model_id, message):

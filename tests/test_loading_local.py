@@ -161,8 +161,10 @@ def test_cuda_without_a_gpu_is_a_clear_error():
         transformer.from_pretrained(device="cuda")
 
 
-def test_server_mode_refuses_local_paths(tiny):
-    with pytest.raises(transformer.TransformerError, match="Local folders"):
-        transformer.from_pretrained(str(tiny), allow_local=False)
-    with pytest.raises(transformer.TransformerError, match="Local folders"):
-        transformer.from_pretrained("/etc", allow_local=False)
+def test_server_mode_treats_every_source_as_a_hub_id(tiny):
+    """With allow_local=False nothing is read from disk, and the message never tells whether a path exists."""
+    for source in (str(tiny), "/etc", "../weights", "weights"):
+        with pytest.raises(transformer.TransformerError) as caught:
+            transformer.from_pretrained(source, allow_local=False)
+        message = str(caught.value)
+        assert "folder" not in message.lower() and "Hub" in message, message

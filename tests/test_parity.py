@@ -66,6 +66,7 @@ def test_bundled_model_matches_reference(model, reference, reference_tokenizer, 
     expected = reference_tokenizer(text_a, text_b, truncation=True, max_length=512)
     assert list(run.input_ids) == expected["input_ids"]
     assert list(run.token_type_ids) == expected["token_type_ids"]
+    assert list(run.tokenized.sequence_ids) == expected.sequence_ids()
     assert run.tokens == tuple(reference_tokenizer.convert_ids_to_tokens(expected["input_ids"]))
 
     out = run_reference(reference, run.input_ids[None], run.token_type_ids[None])

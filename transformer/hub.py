@@ -105,10 +105,9 @@ def locate(
     text = str(source).strip()
     if not text:
         raise TransformerError("No model given: pass a Hub repo id such as 'google-bert/bert-base-uncased' or a folder.")
-    looks_local = os.path.isabs(text) or text.startswith((".", "~")) or os.path.isdir(text)
+    # A server (allow_local=False) treats every string as a Hub id, so that it never tells whether a path exists.
+    looks_local = allow_local and (os.path.isabs(text) or text.startswith((".", "~")) or os.path.isdir(text))
     if looks_local:
-        if not allow_local:
-            raise TransformerError("Local folders can only be loaded from the command line; enter a Hub repo id.")
         folder = Path(text).expanduser()
         if not folder.is_dir():
             raise TransformerError(f"No such folder: {text}")

@@ -104,7 +104,7 @@ class Tokenizer:
             input_ids=tuple(encoding.ids),
             token_type_ids=tuple(encoding.type_ids),
             offsets=tuple(tuple(span) for span in encoding.offsets),
-            sequence_ids=tuple(encoding.sequence_ids),
+            sequence_ids=_sequence_ids(encoding.special_tokens_mask, len(first.ids)),
             special=tuple(bool(flag) for flag in encoding.special_tokens_mask),
             n_dropped=dropped,
         )
@@ -131,6 +131,23 @@ class Tokenizer:
             second.truncate(keep_b)
         encoding = self.backend.post_process(first, second, add_special_tokens=True)
         return encoding, (len_a - keep_a) + (len_b - keep_b)
+
+
+def _sequence_ids(special_tokens_mask: list[int], n_first: int) -> tuple[int | None, ...]:
+    """Which text each token came from: the first ``n_first`` non-special tokens are text 0, the rest text 1.
+
+    (``Encoding.sequence_ids`` after ``post_process`` of a pair loses the first text's ids, so they are
+    rebuilt here from the special-token mask, which marks only the tokens the template added.)
+    """
+    ids: list[int | None] = []
+    seen = 0
+    for special in special_tokens_mask:
+        if special:
+            ids.append(None)
+        else:
+            ids.append(0 if seen < n_first else 1)
+            seen += 1
+    return tuple(ids)
 
 
 def _read_json(path: Path | None) -> dict:
