@@ -171,3 +171,14 @@ def test_weight_map_labels_the_masked_lm_head(tmp_path, family):
     assert totals_by_layer(rows)["masked-LM head"] == sum(row.n_parameters for row in head_rows)
     used = sum(v for k, v in totals_by_layer(rows).items() if k not in ("not used", "masked-LM head"))
     assert used == loaded.n_parameters
+
+
+def test_sentence_embedding_of_a_run_and_of_an_ablated_run(model):
+    from sentence_transformers import SentenceTransformer
+
+    text = "A sentence whose heads we switch off."
+    reference = torch.as_tensor(SentenceTransformer("weights/all-MiniLM-L6-v2", device="cpu").encode([text]))[0]
+    pooled = model.sentence_embedding(model.run(text))
+    assert torch.nn.functional.cosine_similarity(pooled, reference, dim=0) >= 0.99999
+    ablated = model.sentence_embedding(model.run(text, ablate=[(layer, head) for layer in range(6) for head in range(12)]))
+    assert torch.nn.functional.cosine_similarity(ablated, reference, dim=0) < 0.99

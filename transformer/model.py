@@ -231,12 +231,15 @@ class Model:
                 "saved with its pre-training head (for example google-bert/bert-base-uncased or distilbert/distilbert-base-uncased)."
             )
 
-    def fill_mask(self, text: str, top_k: int = 5, text_b: str | None = None) -> FillMask:
-        """For each mask token in the text (see ``mask_token``), the top_k words with their probabilities."""
+    def fill_mask(self, text: "str | Run", top_k: int = 5, text_b: str | None = None) -> FillMask:
+        """For each mask token in the text (see ``mask_token``), the top_k words with their probabilities.
+
+        ``text`` may also be a Run (for example one with ablated heads), read as it is.
+        """
         self._require_mlm_head()
         if self.mask_token is None:
             raise TransformerError("This model's vocabulary has no mask token, so it cannot predict masked words.")
-        run = self.run(text, text_b)
+        run = text if isinstance(text, Run) else self.run(text, text_b)
         return fill_mask(run, self._readout, self.tokenizer, self.tokenizer.backend.token_to_id(self.mask_token), top_k)
 
     def logit_lens(self, text_or_run: "str | Run", position: int | None = None, top_k: int = 5) -> LogitLens:
@@ -274,6 +277,16 @@ class Model:
             hidden = self.encoder(input_ids, torch.zeros_like(input_ids), mask)  # (B, T, d)
             result[chosen] = self._pool(hidden, mask).float().cpu()
         return result
+
+    def sentence_embedding(self, run: Run) -> torch.Tensor:
+        """(d,) the run's sentence embedding, pooled like ``embed`` from its last hidden states.
+
+        Equal to ``embed`` for texts within the pooling's ``max_length`` (embed cuts longer texts there).
+        """
+        hidden = run.hidden_states[-1][None]  # (1, T, d)
+        if self.encoder.final_norm is not None:
+            hidden = self.encoder.final_norm(hidden.to(self.device))
+        return self._pool(hidden, torch.ones(hidden.shape[:2], device=hidden.device))[0].float().cpu()
 
     def _pool(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         if self.pooling.mode == "cls":
