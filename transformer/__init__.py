@@ -11,6 +11,7 @@ from .encoder import Encoder
 from .errors import TransformerError
 from .hub import Source
 from .loading import from_pretrained
+from .mlm import FillMask, LogitLens, MaskPrediction, Prediction
 from .model import Model, Pooling, Run
 from .positional import sinusoidal_table
 from .steps import STEP_DOCS, Recorder, Step
@@ -19,8 +20,12 @@ __all__ = [
     "STEP_DOCS",
     "Encoder",
     "EncoderConfig",
+    "FillMask",
+    "LogitLens",
+    "MaskPrediction",
     "Model",
     "Pooling",
+    "Prediction",
     "Recorder",
     "Run",
     "Source",
