@@ -57,9 +57,14 @@ MODEL_CACHE_SIZE = 2  # models loaded from the Hub kept at once (the bundled def
 RUN_CACHE_SIZE = 48  # encoder runs kept (each serves every tab)
 RUN_CACHE_BYTES = 1536 * 2**20  # ... and at most this much tensor memory (a 512-token run of a big model is ~0.4 GB)
 FIGURE_CACHE_SIZE = 256  # rendered PNGs kept, so revisiting a tab or a step draws nothing
-QUEUE_SIZE = 64  # requests waiting at most; more get "queue full"
+# Requests waiting at most; more get "queue full". EXPLAINER_QUEUE_SIZE overrides it (tests flood a small queue).
+QUEUE_SIZE = int(os.environ.get("EXPLAINER_QUEUE_SIZE", "64"))
 CONCURRENCY = 2  # requests computed at once (a CPU Space has 2 cores)
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+# Hub weights larger than this are refused before download (by the size the Hub announces): anyone can type a
+# repo id, and a 10 GB checkpoint would fill the disk and memory of a Space. 2.5 GB admits the large BERT-family
+# models (xlm-roberta-large is 2.24 GB). EXPLAINER_MAX_WEIGHT_BYTES overrides it.
+MAX_WEIGHT_BYTES = int(os.environ.get("EXPLAINER_MAX_WEIGHT_BYTES", "2500000000"))
 DEFAULT_KEY: tuple[str, str] = ("", "")  # (repo id, revision) of the bundled default model
 
 ModelKey = tuple[str, str]
@@ -182,7 +187,8 @@ def get_model(key: ModelKey) -> transformer.Model:
     if key == DEFAULT_KEY:
         return default_model()
     repo, rev = key
-    return _models.get_or_build(key, lambda: transformer.from_pretrained(repo, rev or None, device=DEVICE, allow_local=False))
+    return _models.get_or_build(key, lambda: transformer.from_pretrained(
+        repo, rev or None, device=DEVICE, allow_local=False, max_weight_bytes=MAX_WEIGHT_BYTES))
 
 
 def _on_gpu(function: Callable) -> Callable:
@@ -217,6 +223,9 @@ class Texts:
         return (self.a,) if self.b is None else (self.a, self.b)
 
 
+LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def clean_texts(text_a: Any, text_b: Any = None) -> Texts:
     """Check the inputs: text is required, a blank second text means 'no pair', very long text is cut."""
     cleaned, notices = [], []
@@ -228,6 +237,10 @@ def clean_texts(text_a: Any, text_b: Any = None) -> Texts:
         if len(text) > MAX_CHARS:
             notices.append(f"The {name} has {len(text):,} characters; only the first {MAX_CHARS:,} were read.")
             text = text[:MAX_CHARS]
+        # JSON can carry lone UTF-16 surrogates ("\ud800"); they are not characters, and the tokenizer refuses them.
+        text, replaced = LONE_SURROGATE.subn("\ufffd", text)
+        if replaced:
+            notices.append(f"The {name} had {replaced:,} invalid characters (unpaired surrogates); each became \ufffd.")
         cleaned.append(text)
     first, second = cleaned
     if not first.strip():
@@ -250,7 +263,8 @@ def whole_number(value: Any, name: str, low: int, high: int, meaning: str = "") 
     if number is None:
         raise InputProblem(f"{name} must be a whole number from {allowed}; got {value!r}.")
     if not low <= number <= high:
-        raise InputProblem(f"{name} {number} is out of range: use {allowed}.")
+        shown = number if abs(number) < 10**12 else f"{number:.3g}"  # not 300 digits for 1e300
+        raise InputProblem(f"{name} {shown} is out of range: use {allowed}.")
     return number
 
 
