@@ -23,6 +23,17 @@ REPO = Path(__file__).resolve().parent.parent
 STARTUP_TIMEOUT_S = 150  # importing torch and gradio on a busy 2-core machine can take a while
 TINY_REPO_ID = "explainer-test/tiny-bert"  # served from the offline Hub cache made by make_offline_hub_cache
 TINY_COMMIT = "0123456789abcdef0123456789abcdef01234567"
+# More tiny repos in the same cache, saved by transformers' *ForMaskedLM classes (tests/tiny.py): family -> repo id.
+TINY_MLM_REPOS = {
+    "bert": "explainer-test/tiny-bert-mlm",
+    "distilbert": "explainer-test/tiny-distilbert-sinusoidal",  # sinusoidal positions, no segments
+    "electra": "explainer-test/tiny-electra-generator",  # 16-wide embeddings projected to 32
+    "albert": "explainer-test/tiny-albert",  # 3 layers sharing one layer's weights
+}
+TINY_MLM_OVERRIDES = {"distilbert": {"sinusoidal_pos_embds": True}}
+_MAYBE_ABSENT = ("tokenizer.json", "vocab.txt", "tokenizer_config.json", "special_tokens_map.json", "modules.json",
+                 "sentence_bert_config.json", "model.safetensors.index.json", "pytorch_model.bin",
+                 "config_sentence_transformers.json", "1_Pooling/config.json")
 
 
 def free_port() -> int:
@@ -37,10 +48,19 @@ def make_offline_hub_cache(root: Path) -> Path:
     Files the repo lacks are recorded in ``.no_exist`` the way huggingface_hub does after asking the Hub,
     so an offline load finds every answer locally and nothing reaches the network.
     """
-    from tiny import make_bert_checkpoint
+    from tiny import make_bert_checkpoint, make_checkpoint
 
-    checkpoint = make_bert_checkpoint(root / "checkpoint", seed=3)
-    repo = root / "hub" / ("models--" + TINY_REPO_ID.replace("/", "--"))
+    add_offline_repo(root / "hub", TINY_REPO_ID, make_bert_checkpoint(root / "checkpoint", seed=3))
+    for seed, (family, repo_id) in enumerate(TINY_MLM_REPOS.items(), start=20):
+        folder = make_checkpoint(family, root / f"checkpoint-{family}", seed=seed, head="mlm",
+                                 **TINY_MLM_OVERRIDES.get(family, {}))
+        add_offline_repo(root / "hub", repo_id, folder)
+    return root / "hub"
+
+
+def add_offline_repo(hub_cache: Path, repo_id: str, checkpoint: Path) -> Path:
+    """Put the files of ``checkpoint`` into ``hub_cache`` as the snapshot TINY_COMMIT of ``repo_id``; returns it."""
+    repo = hub_cache / ("models--" + repo_id.replace("/", "--"))
     snapshot = repo / "snapshots" / TINY_COMMIT
     snapshot.mkdir(parents=True)
     for file in checkpoint.iterdir():
@@ -49,12 +69,15 @@ def make_offline_hub_cache(root: Path) -> Path:
     (repo / "refs" / "main").write_text(TINY_COMMIT)
     absent = repo / ".no_exist" / TINY_COMMIT
     absent.mkdir(parents=True)
-    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "modules.json",
-                 "sentence_bert_config.json", "model.safetensors.index.json", "pytorch_model.bin",
-                 "config_sentence_transformers.json", "1_Pooling/config.json"):
-        (absent / name).parent.mkdir(parents=True, exist_ok=True)
-        (absent / name).touch()
-    return root / "hub"
+    for name in _MAYBE_ABSENT:
+        if not (snapshot / name).exists():
+            (absent / name).parent.mkdir(parents=True, exist_ok=True)
+            (absent / name).touch()
+    return snapshot
+
+
+def snapshot_of(hub_cache: Path, repo_id: str) -> Path:
+    return hub_cache / ("models--" + repo_id.replace("/", "--")) / "snapshots" / TINY_COMMIT
 
 
 def app_environment(port: int, hub_cache: Path, temp_dir: Path) -> dict[str, str]:

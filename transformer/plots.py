@@ -12,6 +12,7 @@ down to a bounded number of pixels per tile.
 
 from __future__ import annotations
 
+import io
 import math
 import threading
 import warnings
@@ -26,6 +27,7 @@ from matplotlib import font_manager
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.collections import PolyCollection
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 DPI = 100
 MAX_TICK_LABELS = 40
@@ -109,6 +111,19 @@ def render_png(figure: Figure, path: str | Path) -> Path:
     finally:
         figure.clear()
     return path
+
+
+def render_bytes(figure: Figure, fmt: str = "png") -> bytes:
+    """``figure`` as PNG or SVG bytes (for downloads), rendered under this module's style; the figure is cleared."""
+    if fmt not in ("png", "svg"):
+        raise ValueError(f"format must be 'png' or 'svg', not {fmt!r}")
+    buffer = io.BytesIO()
+    try:
+        with _DRAWING, matplotlib.rc_context({**_STYLE, "svg.fonttype": "path"}), _quiet_glyphs():
+            figure.savefig(buffer, format=fmt, dpi=DPI)
+    finally:
+        figure.clear()
+    return buffer.getvalue()
 
 
 def pixel_size(figure: Figure) -> tuple[int, int]:
@@ -558,8 +573,13 @@ def _cosine(matrix: np.ndarray) -> np.ndarray:
 
 
 @_styled
-def position_similarity(sinusoidal, learned=None, *, learned_title: str = "learned", figsize: tuple[float, float] = SIZE_WIDE) -> Figure:
-    """Position-by-position cosine similarity of the sinusoidal table and (if given) a learned table, side by side."""
+def position_similarity(sinusoidal, learned=None, *, learned_title: str = "learned",
+                        missing_note: str = "this model has no learned\nposition table",
+                        figsize: tuple[float, float] = SIZE_WIDE) -> Figure:
+    """Position-by-position cosine similarity of the sinusoidal table and (if given) the model's own table, side by side.
+
+    ``missing_note`` fills the right panel when there is no second table.
+    """
     tables = [("sinusoidal (Vaswani et al.)", as_array(sinusoidal, 2, "sinusoidal"))]
     if learned is not None:
         tables.append((learned_title, as_array(learned, 2, "learned")))
@@ -569,25 +589,29 @@ def position_similarity(sinusoidal, learned=None, *, learned_title: str = "learn
         axis = figure.add_axes((0.06 + index * 0.45, 0.12, 0.36, 0.76))
         if index >= len(tables):
             axis.set_axis_off()
-            axis.text(0.5, 0.5, "this model has no learned\nposition table", ha="center", va="center", fontsize=11)
+            axis.text(0.5, 0.5, missing_note, ha="center", va="center", fontsize=11, wrap=True)
             continue
         name, table = tables[index]
         image = axis.imshow(_cosine(table), cmap=DIVERGING, vmin=-1, vmax=1, aspect="equal")
         axis.set_title(f"{name}\n{table.shape[0]} positions x {table.shape[1]} dimensions")
         axis.set_xlabel("position")
         axis.set_ylabel("position")
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+        axis.yaxis.set_major_locator(MaxNLocator(integer=True))
     bar = figure.colorbar(image, cax=figure.add_axes((0.93, 0.12, 0.015, 0.76)))
     bar.set_label("cosine similarity")
     return figure
 
 
 @_styled
-def input_composition(token, position, segment, tokens: Sequence[str], *, figsize: tuple[float, float] = SIZE_WIDE) -> Figure:
+def input_composition(token, position, segment, tokens: Sequence[str], *, note: str = "",
+                      figsize: tuple[float, float] = SIZE_WIDE) -> Figure:
     """How each token's input vector e = token + position + segment is made up.
 
     Top: the L2 norm of each part. Bottom: each part's share of e, its projection on e divided by |e|^2; the
     three shares add up to exactly 1, so they show which part dominates the direction of e. ``segment`` may
-    be ``None`` for models without segment embeddings.
+    be ``None`` for models without segment embeddings. The parts may be of any width, as long as all three
+    share it (factorised embeddings are narrower than the model). ``note`` is a line under the title.
     """
     named = [("token", token), ("position", position)] + ([("segment", segment)] if segment is not None else [])
     parts = [as_array(part, 2, name) for name, part in named]
@@ -611,7 +635,7 @@ def input_composition(token, position, segment, tokens: Sequence[str], *, figsiz
     top.plot(x, total_norm, "k.", markersize=5 if n_tokens <= 64 else 2, label="|sum|")
     top.set_ylim(0, max(float(total_norm.max()), *(float(n.max()) for n in norms)) * 1.08)
     top.set_ylabel("L2 norm")
-    top.set_title("Each token's input vector = " + " + ".join(names) + " embedding")
+    top.set_title("Each token's input vector = " + " + ".join(names) + " embedding" + (f"\n{note}" if note else ""))
     top.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
     top.grid(axis="y", alpha=0.3)
     top.tick_params(axis="x", labelbottom=False)
@@ -657,5 +681,210 @@ def embedding_strips(vectors, labels: Sequence[str], *, title: str = "", figsize
         if row < n_vectors - 1:
             axis.tick_params(axis="x", labelbottom=False)
     figure.axes[-1].set_xlabel("dimension")
+    figure.suptitle(title, y=0.98)
+    return figure
+
+
+# ---------------------------------------------------------------------------------------- masked words
+
+
+MAX_PANELS = 4  # masks drawn side by side at most (the tables list them all)
+MAX_LENS_COLUMNS = 10  # top words written into the logit-lens grid at most
+
+
+def _check_words(words: Sequence[Sequence[str]], shape: tuple[int, int], name: str) -> list[list[str]]:
+    rows = [check_labels(row, shape[1], f"{name}[{i}]") for i, row in enumerate(words)]
+    if len(rows) != shape[0]:
+        raise ValueError(f"{name} has {len(rows)} rows of words but the values have {shape[0]}")
+    return rows
+
+
+@_styled
+def prediction_bars(
+    probabilities,
+    words: Sequence[Sequence[str]],
+    titles: Sequence[str],
+    *,
+    compare=None,
+    series: tuple[str, str] = ("before", "after"),
+    figsize: tuple[float, float] = SIZE_WIDE,
+) -> Figure:
+    """The top words at each mask (M, k) as horizontal bar charts, one panel per mask, best word on top.
+
+    ``compare`` (M, k): a second probability for the same words (e.g. after switching heads off), drawn as
+    a thinner bar beside each, with ``series`` naming the two.
+    """
+    values = as_array(probabilities, 2, "probabilities")
+    n_masks, top_k = values.shape
+    if not 1 <= n_masks <= MAX_PANELS:
+        raise ValueError(f"draw 1 to {MAX_PANELS} masks side by side, got {n_masks}")
+    words = _check_words(words, values.shape, "words")
+    titles = check_labels(titles, n_masks, "titles")
+    other = None
+    if compare is not None:
+        other = as_array(compare, 2, "compare")
+        if other.shape != values.shape:
+            raise ValueError(f"compare has shape {other.shape}, expected {values.shape} like probabilities")
+    figure = new_figure(figsize)
+    slot = 0.94 / max(n_masks, 2)  # one mask takes half the width: a full-width bar chart of 5 words is hard to read
+    label_room = min(0.5, _margin(sum(words, []), figsize[0] * slot, 0.06, 0.5))
+    positions = np.arange(top_k, dtype=float)
+    start = 0.04 + (0.94 - n_masks * slot) / 2  # centred
+    for index in range(n_masks):
+        left = start + index * slot + label_room * slot
+        axis = figure.add_axes((left, 0.12, slot * (0.92 - label_room), 0.76))
+        height = 0.8 if other is None else 0.42
+        offset = 0.0 if other is None else -0.21
+        _bars(axis, positions + offset, values[index], height, horizontal=True, label=series[0] if other is not None else None)
+        if other is not None:
+            _bars(axis, positions + 0.21, other[index], height, color="#dd8452", horizontal=True, label=series[1])
+        peak = float(np.nanmax(values[index])) if other is None else float(max(np.nanmax(values[index]), np.nanmax(other[index])))
+        axis.set_xlim(0, min(1.0, peak * 1.25) or 1.0)
+        axis.set_ylim(top_k - 0.5, -0.5)  # best word at the top
+        axis.set_yticks(positions, [short_label(word, 16) for word in words[index]], fontsize=8 if top_k <= 20 else 6)
+        for rank in range(min(top_k, 20)):
+            axis.text(values[index, rank], rank + offset, f" {values[index, rank]:.3f}", va="center", fontsize=7)
+        axis.set_xlabel("probability")
+        axis.set_title(titles[index])
+        axis.grid(axis="x", alpha=0.3)
+        if other is not None and index == 0:
+            axis.legend(loc="lower right", fontsize=8, frameon=False)
+    return figure
+
+
+@_styled
+def logit_lens(
+    probabilities,
+    words: Sequence[Sequence[str]],
+    row_labels: Sequence[str],
+    answer_probabilities,
+    answer_ranks,
+    *,
+    answer: str,
+    title: str = "",
+    figsize: tuple[float, float] = SIZE_WIDE,
+) -> Figure:
+    """The logit lens at one position: left, each row's top words (R, k) written over their probabilities;
+    right, the final answer's probability and rank after the embeddings and after every layer."""
+    values = as_array(probabilities, 2, "probabilities")
+    n_rows, top_k = values.shape
+    words = _check_words(words, values.shape, "words")
+    row_labels = check_labels(row_labels, n_rows, "row_labels")
+    answer_p = as_array(answer_probabilities, 1, "answer_probabilities")
+    ranks = as_array(answer_ranks, 1, "answer_ranks")
+    if answer_p.shape != (n_rows,) or ranks.shape != (n_rows,):
+        raise ValueError(f"the answer's probabilities and ranks need one value per row ({n_rows})")
+    shown = min(top_k, MAX_LENS_COLUMNS)
+    figure = new_figure(figsize)
+    grid = figure.add_axes((0.09, 0.1, 0.5, 0.72))
+    image = grid.imshow(values[:, :shown], cmap=ATTENTION, vmin=0.0, vmax=1.0, aspect="auto")
+    size = 8 if shown <= 5 else 7 if shown <= 8 else 6
+    for row in range(n_rows):
+        for column in range(shown):
+            colour = "white" if values[row, column] > 0.6 else "black"
+            grid.text(column, row, short_label(words[row][column], 12), ha="center", va="center", fontsize=size, color=colour)
+    grid.set_yticks(range(n_rows), row_labels)
+    grid.set_xticks(range(shown), [f"#{i + 1}" for i in range(shown)])
+    grid.set_xlabel("rank of the word in that row")
+    grid.set_title("top words, read out after each layer")
+    bar = figure.colorbar(image, ax=grid, fraction=0.04, pad=0.02)
+    bar.set_label("probability")
+    bar.ax.tick_params(labelsize=7)
+    curve = figure.add_axes((0.7, 0.1, 0.27, 0.72))
+    rows = np.arange(n_rows)
+    curve.plot(answer_p, rows, "o-", color="#4c72b0", label="probability")
+    curve.set_xlim(-0.02, 1.02)
+    curve.set_xlabel(f"probability of “{short_label(answer, 16)}”", color="#4c72b0")
+    curve.set_ylim(n_rows - 0.5, -0.5)
+    curve.set_yticks(rows, [])
+    curve.grid(alpha=0.3)
+    rank_axis = curve.twiny()
+    rank_axis.plot(ranks, rows, "s--", color="#c44e52", markersize=4, label="rank")
+    rank_axis.set_xscale("log")
+    rank_axis.set_xlim(max(float(ranks.max()) * 1.5, 10.0), 0.8)  # rank 1 on the right, next to probability 1
+    rank_axis.set_xlabel("its rank (1 = top, log scale)", color="#c44e52")
+    figure.suptitle(title, y=0.975)
+    return figure
+
+
+# -------------------------------------------------------------------------------------- comparisons
+
+
+@_styled
+def token_bars(values, tokens: Sequence[str], *, title: str = "", ylabel: str = "", boundaries: Sequence[int] = (),
+               figsize: tuple[float, float] = SIZE_WIDE) -> Figure:
+    """One non-negative value per token (T,) as a bar chart, tokens along the bottom."""
+    heights = as_array(values, 1, "values")
+    n_tokens = heights.shape[0]
+    tokens = check_labels(tokens, n_tokens, "tokens")
+    figure = new_figure(figsize)
+    bottom = _margin(tokens, figsize[1], 0.12, 0.35)
+    axis = figure.add_axes((0.07, bottom, 0.9, 0.88 - bottom))
+    _bars(axis, np.arange(n_tokens, dtype=float), heights, 0.8, color="#c44e52")
+    axis.set_xlim(-0.6, n_tokens - 0.4)
+    axis.set_ylim(min(0.0, float(np.nanmin(heights))), max(float(np.nanmax(heights)) * 1.1, 1e-6))
+    _label_axis(axis, tokens, "x", rotate=True)
+    for boundary in boundaries:
+        axis.axvline(boundary - 0.5, color="black", linewidth=0.8, alpha=0.6)
+    axis.set_ylabel(ylabel)
+    axis.set_title(title)
+    axis.grid(axis="y", alpha=0.3)
+    return figure
+
+
+@_styled
+def layer_curve(values, labels: Sequence[str], *, title: str = "", ylabel: str = "", limits: tuple[float, float] | None = None,
+                figsize: tuple[float, float] = SIZE_WIDE) -> Figure:
+    """One value after the embeddings and after each layer (L + 1,), as a line with its values written on it."""
+    curve = as_array(values, 1, "values")
+    labels = check_labels(labels, curve.shape[0], "labels")
+    figure = new_figure(figsize)
+    axis = figure.add_axes((0.08, 0.2, 0.88, 0.7))
+    steps = np.arange(curve.shape[0])
+    axis.plot(steps, curve, "o-", color="#4c72b0", linewidth=1.6)
+    for step, value in zip(steps, curve):
+        axis.annotate(f"{value:.3f}", (step, value), textcoords="offset points", xytext=(0, 7), ha="center", fontsize=8)
+    axis.set_xticks(steps, labels, rotation=45 if len(labels) > 8 else 0, ha="right" if len(labels) > 8 else "center")
+    if limits is not None:
+        axis.set_ylim(*limits)
+    axis.set_ylabel(ylabel)
+    axis.set_title(title)
+    axis.grid(alpha=0.3)
+    return figure
+
+
+@_styled
+def layer_head_maps(matrices: Sequence, titles: Sequence[str], *, colorbar_labels: Sequence[str] | None = None,
+                    title: str = "", figsize: tuple[float, float] = SIZE_WIDE) -> Figure:
+    """One to three signed (layer, head) matrices side by side, each diverging around 0 with its own scale."""
+    arrays = [as_array(matrix, 2, f"matrices[{i}]") for i, matrix in enumerate(matrices)]
+    if not 1 <= len(arrays) <= 3:
+        raise ValueError(f"draw 1 to 3 matrices side by side, got {len(arrays)}")
+    if len({array.shape for array in arrays}) != 1:
+        raise ValueError(f"the matrices must share one (layer, head) shape, got {[a.shape for a in arrays]}")
+    titles = list(titles)
+    labels = list(colorbar_labels or [""] * len(arrays))
+    if len(titles) != len(arrays) or len(labels) != len(arrays):
+        raise ValueError("give one title (and colour-bar label) per matrix")
+    n_layers, n_heads = arrays[0].shape
+    figure = new_figure(figsize)
+    slot = 0.92 / len(arrays)
+    annotate = n_layers * n_heads <= 96
+    for index, (array, name, label) in enumerate(zip(arrays, titles, labels)):
+        axis = figure.add_axes((0.07 + index * slot, 0.12, slot * 0.72, 0.74))
+        limit = float(np.nanmax(np.abs(array))) or 1e-6
+        image = axis.imshow(array, cmap=DIVERGING, vmin=-limit, vmax=limit, aspect="auto")
+        if annotate:
+            for (row, column), value in np.ndenumerate(array):
+                axis.text(column, row, f"{value:+.2f}", ha="center", va="center", fontsize=6,
+                          color="white" if abs(value) > 0.6 * limit else "black")
+        axis.set_yticks(range(n_layers), [f"layer {i}" for i in range(n_layers)] if index == 0 else [""] * n_layers)
+        head_ticks = thinned_ticks(n_heads, 16)
+        axis.set_xticks(head_ticks, [f"H{h}" for h in head_ticks])
+        axis.set_xlabel("head")
+        axis.set_title(name)
+        bar = figure.colorbar(image, cax=figure.add_axes((0.07 + index * slot + slot * 0.74, 0.12, 0.01, 0.74)))
+        bar.set_label(label)
+        bar.ax.tick_params(labelsize=7)
     figure.suptitle(title, y=0.98)
     return figure
