@@ -56,6 +56,7 @@ log = logging.getLogger("transformer-explainer")
 # ---------------------------------------------------------------------------------------------- settings
 
 MAX_CHARS = 20_000  # characters read per text; longer input is cut before tokenizing, with a notice
+MAX_ID_CHARS = 200  # a Hub repo id (96 characters a part on the Hub) or revision longer than this is refused
 MODEL_CACHE_SIZE = 2  # models loaded from the Hub kept at once (the bundled default is always kept)
 RUN_CACHE_SIZE = 48  # encoder runs kept (each serves every tab)
 RUN_CACHE_BYTES = 1536 * 2**20  # ... and at most this much tensor memory (a 512-token run of a big model is ~0.4 GB)
@@ -193,6 +194,9 @@ def model_key(model_id: Any, revision: Any) -> ModelKey:
         if value is not None and not isinstance(value, str):
             raise InputProblem(f"{name} must be text (a Hub repo id such as 'google-bert/bert-base-uncased'), not {type(value).__name__}.")
     repo, rev = (model_id or "").strip(), (revision or "").strip()
+    for name, value in (("Hub repo id", repo), ("revision", rev)):
+        if len(value) > MAX_ID_CHARS:  # refused before it is quoted: a megabyte id must not make a megabyte message
+            raise InputProblem(f"That is not a valid {name}: it has {len(value):,} characters, at most {MAX_ID_CHARS} are allowed.")
     if not repo:
         if rev:
             raise InputProblem("A revision was given without a Hub repo id; enter the repo id too.")
