@@ -6,6 +6,7 @@ The server runs as a real subprocess, exactly as on a Space or a laptop; tests t
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -17,7 +18,9 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 STARTUP_TIMEOUT_S = 150  # importing torch and gradio on a busy 2-core machine can take a while
@@ -115,11 +118,48 @@ def running_app(workdir: Path) -> Iterator[str]:
     hub_cache = make_offline_hub_cache(workdir / "hf")
     temp_dir = workdir / "gradio-tmp"
     temp_dir.mkdir()
+    with _serving(workdir, port, app_environment(port, hub_cache, temp_dir)) as server:
+        yield server.url
+
+
+@dataclass(frozen=True)
+class AppServer:
+    """A running ``python app.py``: its URL, its process (for its memory) and its log."""
+
+    url: str
+    process: subprocess.Popen
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+@contextmanager
+def running_app_online(workdir: Path, hub_endpoint: str, extra_env: dict[str, str] | None = None) -> Iterator[AppServer]:
+    """``python app.py`` that downloads from ``hub_endpoint`` (the stand-in Hub) into an empty cache of its own.
+
+    Unlike ``running_app`` the Hub is not offline: HF_HUB_OFFLINE is removed, so stopping the stand-in
+    Hub is "the Hub is down". ``extra_env`` sets anything else (e.g. the app's EXPLAINER_* limits).
+    """
+    port = free_port()
+    hf_home = workdir / "hf-home"
+    temp_dir = workdir / "gradio-tmp"
+    hf_home.mkdir()
+    temp_dir.mkdir()
+    env = app_environment(port, hf_home / "hub", temp_dir)
+    env.pop("HF_HUB_OFFLINE")
+    env.update({"HF_ENDPOINT": hub_endpoint, "HF_HOME": str(hf_home), **(extra_env or {})})
+    with _serving(workdir, port, env) as server:
+        yield server
+
+
+@contextmanager
+def _serving(workdir: Path, port: int, env: dict[str, str]) -> Iterator[AppServer]:
     log_path = workdir / "app.log"
     url = f"http://127.0.0.1:{port}/"
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "app.py"], cwd=REPO, env=app_environment(port, hub_cache, temp_dir),
+            [sys.executable, "app.py"], cwd=REPO, env=env,
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
         )
         try:
@@ -129,7 +169,7 @@ def running_app(workdir: Path) -> Iterator[str]:
                     raise RuntimeError(f"app.py did not start (exit code {process.poll()}); its log ends:\n"
                                        + log_path.read_text(errors="replace")[-3000:])
                 time.sleep(0.5)
-            yield url
+            yield AppServer(url, process, log_path)
         finally:
             stop(process)
 
@@ -150,3 +190,69 @@ def stop(process: subprocess.Popen) -> None:
 
 def read_log(workdir: Path) -> str:
     return (workdir / "app.log").read_text(errors="replace")
+
+
+# ------------------------------------------------------------------------------ plain-HTTP calls of the API
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What the server answered to one call of a named endpoint over plain HTTP.
+
+    ``status`` is the HTTP status of the request that queued the call; ``event`` is "complete" or "error"
+    (None when the call was refused before it was queued, e.g. 503 queue full); ``data`` holds the outputs,
+    the error event's payload, or the refusal's detail.
+    """
+
+    status: int
+    event: str | None
+    data: Any
+
+    @property
+    def message(self) -> str | None:
+        """The error message shown to the caller (None for a completed call)."""
+        if self.event == "complete":
+            return None
+        if isinstance(self.data, dict):
+            return self.data.get("error", self.data.get("detail"))
+        return self.data if isinstance(self.data, str) or self.data is None else json.dumps(self.data)
+
+
+def call_api(url: str, api_name: str, inputs: list | None = None, *, body: bytes | None = None,
+             timeout: float = 120) -> Answer:
+    """Call ``/gradio_api/call/<api_name>`` with the standard library, as any script (or attacker) can.
+
+    ``inputs`` are sent as JSON with ASCII escapes, so lone surrogates ("\\ud800") and NaN reach the server
+    as they would from any JSON encoder; ``body`` sends raw bytes instead (invalid UTF-8, broken JSON).
+    """
+    payload = body if body is not None else json.dumps({"data": inputs}).encode("ascii")
+    request = urllib.request.Request(f"{url}gradio_api/call/{api_name}", data=payload, method="POST",
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            event_id = json.loads(response.read())["event_id"]
+    except urllib.error.HTTPError as refused:
+        detail: Any = refused.read().decode("utf-8", errors="replace")
+        try:
+            detail = json.loads(detail).get("detail", detail)
+        except (ValueError, AttributeError):
+            pass
+        return Answer(refused.code, None, detail)
+    deadline = time.monotonic() + timeout
+    event = None
+    with urllib.request.urlopen(f"{url}gradio_api/call/{api_name}/{event_id}", timeout=timeout) as stream:
+        for raw_line in stream:  # server-sent events: "event: <kind>" then "data: <json>"
+            line = raw_line.decode("utf-8").rstrip("\r\n")
+            if line.startswith("event: "):
+                event = line[len("event: "):]
+            elif line.startswith("data: ") and event in ("complete", "error"):
+                return Answer(200, event, json.loads(line[len("data: "):]))
+            if time.monotonic() > deadline:
+                break
+    raise TimeoutError(f"/{api_name} gave no result within {timeout} s")
+
+
+def fetch(url: str, timeout: float = 30) -> bytes:
+    """The bytes at ``url`` (an output file the server offers)."""
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        return response.read()

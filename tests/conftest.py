@@ -70,7 +70,9 @@ def _write_tiny_bert(folder) -> None:
     letters = list("abcdefghijklmnopqrstuvwxyz0123456789.,!?'")
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *TINY_BERT_WORDS, *letters, *("##" + c for c in letters)]
     (folder / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
-    BertTokenizerFast(vocab_file=str(folder / "vocab.txt")).save_pretrained(str(folder))  # adds tokenizer.json
+    # transformers 5 takes the vocabulary as `vocab` (a `vocab_file=` keyword is silently ignored, which left a
+    # tokenizer.json of the five special tokens only, so every word was [UNK]).
+    BertTokenizerFast(vocab=str(folder / "vocab.txt")).save_pretrained(str(folder))  # adds tokenizer.json
     config = BertConfig(
         vocab_size=len(vocab),
         hidden_size=32,
