@@ -11,15 +11,6 @@ from .positional import sinusoidal_table
 from .steps import Record, passthrough
 
 
-def layer_norm(config: EncoderConfig, width: int) -> LayerNorm:
-    """A LayerNorm over ``width`` features, which is not d_model for factorised embeddings and MLM heads."""
-    norm = LayerNorm(config)
-    if width != config.d_model:
-        norm.weight = nn.Parameter(torch.ones(width))
-        norm.bias = nn.Parameter(torch.zeros(width))
-    return norm
-
-
 class Embeddings(nn.Module):
     def __init__(self, config: EncoderConfig) -> None:
         super().__init__()
@@ -31,7 +22,7 @@ class Embeddings(nn.Module):
         has_table = config.positional == "learned" or config.sinusoidal_in_weights
         self.position = nn.Embedding(config.max_positions, width) if has_table else None
         self.segment = nn.Embedding(config.type_vocab_size, width) if config.type_vocab_size else None  # None: DistilBERT
-        self.norm = layer_norm(config, width)
+        self.norm = LayerNorm(config, width)
         # Factorised embeddings are learned narrow and mapped up to the model width.
         self.project = nn.Linear(width, config.d_model) if config.embedding_size is not None else None
         self.position_offset = config.position_offset

@@ -19,9 +19,9 @@ import torch
 from torch import nn
 
 from .config import EncoderConfig
-from .embeddings import layer_norm
 from .errors import TransformerError
 from .feed_forward import ACTIVATION_FUNCTIONS
+from .norm import LayerNorm
 from .tokenizer import Tokenizer
 
 if TYPE_CHECKING:
@@ -45,7 +45,7 @@ class MaskedLMHead(nn.Module):
         self.head = head
         self.transform = nn.Linear(config.d_model, head.width)
         self.activation = ACTIVATION_FUNCTIONS[head.activation]
-        self.norm = layer_norm(config, head.width)
+        self.norm = LayerNorm(config, head.width)
         self.decoder = nn.Linear(head.width, config.vocab_size)  # weight: (vocab, width), like the embedding table
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -16,11 +16,12 @@ class LayerNorm(nn.Module):
     written out); eps comes from the checkpoint's config (1e-12 for BERT).
     """
 
-    def __init__(self, config: EncoderConfig) -> None:
+    def __init__(self, config: EncoderConfig, width: int | None = None) -> None:
         super().__init__()
         self.eps = config.layer_norm_eps
-        self.weight = nn.Parameter(torch.ones(config.d_model))
-        self.bias = nn.Parameter(torch.zeros(config.d_model))
+        width = width or config.d_model  # narrower for factorised embeddings and some masked-LM heads
+        self.weight = nn.Parameter(torch.ones(width))
+        self.bias = nn.Parameter(torch.zeros(width))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.layer_norm(x, self.weight.shape, self.weight, self.bias, self.eps)
