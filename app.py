@@ -2278,11 +2278,12 @@ def build_demo() -> gr.Blocks:
                     "Switch attention heads off (their weighted sum of values is set to zero) and see what changes for the "
                     "text above: the sentence embedding, each token's final vector, and, for models with a masked-LM head "
                     "and a mask token in the text, the predicted words.")
-                with gr.Row(equal_height=True):
+                with gr.Row(equal_height=False):
                     ablation_picker = gr.Dropdown(choices=head_choices(default_config.n_layers, default_config.n_heads),
                                                   value=[DEFAULT_ABLATION], multiselect=True, label="Heads to switch off",
                                                   scale=4, elem_id="ablation-heads")
-                    ablate_button = gr.Button("Switch off and compare", variant="primary", scale=1, elem_id="ablate")
+                    ablate_button = gr.Button("Switch off and compare", variant="primary", scale=1, min_width=180,
+                                              elem_id="ablate")
                 ablation_text = gr.Markdown(elem_id="ablation-text")
                 ablation_image = gr.Image(label="Change of each token's final vector", format="png", type="filepath",
                                           interactive=False, elem_classes="plot")
@@ -2318,7 +2319,7 @@ def build_demo() -> gr.Blocks:
                 export_buttons = {kind: gr.Button(label, size="sm", elem_id=f"export-{kind}", min_width=120) for kind, label in (
                     ("png", "Figure .png"), ("svg", "Figure .svg"), ("safetensors", "Tensors .safetensors"),
                     ("csv", "Tensors .csv (zip if several)"), ("run", "Whole run .safetensors"))}
-            export_file_box = gr.File(label="Download", interactive=False, elem_id="export-file")
+            export_file_box = gr.File(label="Download", interactive=False, height=90, elem_id="export-file")
 
         texts = [text_a, text_b, model_state]
         masked_outputs = [masked_note, masked_panel, fill_tokens, fill_image, fill_frame, lens_position, lens_image, lens_frame]

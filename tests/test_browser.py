@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from apptools import REPO, running_app
+from apptools import REPO, TINY_MLM_REPOS, running_app
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -24,6 +24,10 @@ TABS = {  # tab label -> number of plots it shows
     "3 · Step-through": 1,
     "4 · Attention": 4,
     "5 · Output": 2,
+    "6 · Masked words": 0,  # the bundled model has no masked-LM head: a sentence says so
+    "7 · Head ablation": 1,
+    "8 · Word in context": 2,
+    "9 · Weights": 0,  # two tables
 }
 LOADED_PLOTS = """(count) => {
     const panel = Array.from(document.querySelectorAll('[role=tabpanel]')).find(p => p.offsetParent !== null);
@@ -82,6 +86,12 @@ def wait_for_plots(page, count: int) -> list[str]:
     return [src for src in panel.locator(".plot img").evaluate_all("images => images.map(img => img.src)")]
 
 
+def wait_until_idle(page) -> None:
+    """Wait until no output of the page is still waiting for the server (a tab's redraw can land after a click)."""
+    page.wait_for_function("""() => Array.from(document.querySelectorAll('[data-testid=status-tracker]'))
+                                   .every(tracker => tracker.classList.contains('hide'))""", timeout=TIMEOUT_MS)
+
+
 def step_heading(page) -> str:
     return page.locator("#step-text h3").inner_text()
 
@@ -112,6 +122,7 @@ def test_run_visit_every_tab_and_walk_the_steps(page):
     # Walk the record: Next goes forward step by step into layer 0, Previous goes back.
     page.get_by_role("tab", name="3 · Step-through").click()
     wait_for_plots(page, 1)
+    wait_until_idle(page)  # the tab redraws step 1 on opening: let that land before walking on
     assert step_heading(page).startswith("Step 1 of ")
     for expected in ["embeddings.position", "embeddings.segment", "embeddings.sum", "embeddings.norm", "layers.0.attn.q"]:
         before = wait_for_plots(page, 1)
@@ -167,3 +178,59 @@ def test_a_bad_model_id_explains_itself_and_the_default_stays(page):
     page.get_by_role("tab", name="4 · Attention").click()
     wait_for_plots(page, 4)
     page.screenshot(path=str(SCREENSHOTS / "model-not-loaded.png"), full_page=True)
+
+
+def test_masked_words_ablation_word_weights_and_downloads(page):
+    """The new tabs: a clear sentence for a model without a head, then a tiny masked-LM model from the offline
+    Hub cache predicting words, a token clicked to mask it, the logit lens, ablation, one word in two contexts,
+    the weight table, the LayerNorm diagram and downloads of a figure, its tensors and the whole run."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.locator("#status").get_by_text(re.compile("tokens")).wait_for()
+    page.get_by_role("tab", name="6 · Masked words").click()
+    page.locator("#masked-note").get_by_text("has no masked-language-model head").wait_for()
+    assert not page.locator("#fill-text").is_visible(), "no fill-mask controls without a head"
+
+    page.get_by_role("tab", name="7 · Head ablation").click()
+    wait_for_plots(page, 1)
+    page.locator("#ablation-text").get_by_text(re.compile(r"Cosine of the sentence embedding to the original: 0\.\d+")).wait_for()
+    page.get_by_role("tab", name="8 · Word in context").click()
+    wait_for_plots(page, 2)
+    page.locator("#word-text").get_by_text(re.compile(r"“bank” is token")).wait_for()
+
+    # Downloads from this tab: the figure as SVG, then the whole run.
+    page.locator("#export").get_by_text("Download this tab's figure").click()
+    page.locator("#export-svg").click()
+    link = page.locator('#export-file a[download="word-cosine-by-layer.svg"]')
+    link.wait_for()
+    response = page.request.get(link.get_attribute("href"))
+    assert response.ok and response.body().lstrip().startswith(b"<?xml") and b"<svg" in response.body()
+    page.locator("#export-run").click()
+    page.locator('#export-file a[download="run.safetensors"]').wait_for()
+
+    page.get_by_role("tab", name="9 · Weights").click()
+    page.locator("#weight-table").get_by_text("embeddings.word_embeddings.weight").wait_for()
+    page.locator("#weight-totals").get_by_text("layer 5", exact=True).wait_for()
+
+    page.get_by_role("tab", name="3 · Step-through").click()
+    page.locator("#norm-placement").get_by_text("where the LayerNorms go").click()
+    assert page.locator("#norm-diagram svg text").filter(has_text="pre-LN").count() == 1
+
+    # A model with a masked-LM head, from the offline Hub cache.
+    page.locator("#repo input, #repo textarea").first.fill(TINY_MLM_REPOS["bert"])
+    page.locator("#load").click()
+    page.locator("#model-info").get_by_text("tiny-bert-mlm").first.wait_for()
+    page.get_by_role("tab", name="6 · Masked words").click()
+    wait_for_plots(page, 2)
+    page.locator("#fill-table").get_by_text("probability").first.wait_for()
+    before = wait_for_plots(page, 2)
+    page.locator("#fill-tokens").get_by_text("river", exact=True).click()
+    page.wait_for_function("() => document.querySelector('#fill-text textarea').value.split('[MASK]').length === 3")
+    page.locator("#masked-note").get_by_text("2 masks").wait_for()
+    assert wait_for_plots(page, 2) != before, "masking a second word redraws the predictions"
+    page.screenshot(path=str(SCREENSHOTS / "6-masked-words-with-a-head.png"), full_page=True)
+    page.get_by_role("tab", name="7 · Head ablation").click()
+    page.locator("#ablation-text").get_by_text("Write [MASK] in the text").wait_for()
+    wait_for_plots(page, 1)
+    page.screenshot(path=str(SCREENSHOTS / "7-head-ablation-tiny-model.png"), full_page=True)
+    assert not error_toasts(page), error_toasts(page)
+    assert page.blocked == [], f"the page tried to reach beyond loopback: {page.blocked}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import io
 import weakref
 
 import matplotlib
@@ -15,6 +16,8 @@ from PIL import Image
 from transformer import plots
 
 TOKENS = ["[CLS]", "the", "river", "bank", "[SEP]"]
+PROBABILITIES = torch.tensor([[0.5, 0.2, 0.1], [0.7, 0.05, 0.01]])  # (mask, rank)
+WORDS = [["flooded", "muddy", "dry"], ["loan", "bank", "money"]]
 
 
 def softmax_rows(n_heads: int, n_tokens: int, seed: int = 0) -> torch.Tensor:
@@ -66,6 +69,15 @@ def test_every_plot_function_returns_a_figure(tmp_path):
         "composition_no_segments": plots.input_composition(vectors, vectors * 0.5, None, TOKENS),
         "embeddings": plots.embedding_strips(torch.randn(2, 8), ["a", "b"]),
         "token_matrices": plots.token_matrices([softmax_rows(1, 5)[0]] * 3, TOKENS, ["a", "b", "c"], boundaries=[3]),
+        "composition_narrow": plots.input_composition(torch.randn(5, 3), torch.randn(5, 3), torch.randn(5, 3), TOKENS,
+                                                      note="3-wide embeddings, projected to 8"),
+        "predictions": plots.prediction_bars(PROBABILITIES, WORDS, ["mask 1", "mask 2"]),
+        "predictions_compared": plots.prediction_bars(PROBABILITIES, WORDS, ["a", "b"], compare=PROBABILITIES.flip(-1)),
+        "lens": plots.logit_lens(softmax_rows(1, 3)[0], [["x", "y", "z"]] * 3, ["embeddings", "layer 1", "layer 2"],
+                                 torch.tensor([0.1, 0.5, 0.9]), torch.tensor([40, 3, 1]), answer="z"),
+        "token_bars": plots.token_bars(torch.rand(5), TOKENS, boundaries=[3]),
+        "layer_curve": plots.layer_curve(torch.rand(4), ["embeddings", "layer 1", "layer 2", "layer 3"]),
+        "layer_head_maps": plots.layer_head_maps([torch.randn(3, 4), torch.randn(3, 4)], ["a", "b"]),
     }
     for name, figure in figures.items():
         assert isinstance(figure, Figure), name
@@ -136,6 +148,15 @@ def test_large_tiles_are_averaged_down():
         (lambda: plots.token_matrices([torch.rand(3, 3)], ["a", "b"], ["t"]), r"expected \(2, 2\)"),
         (lambda: plots.token_matrices([torch.rand(2, 2)] * 4, ["a", "b"], list("abcd")), "1 to 3"),
         (lambda: plots.token_matrices([torch.rand(2, 2)], ["a", "b"], ["x", "y"]), "one title"),
+        (lambda: plots.prediction_bars(PROBABILITIES, WORDS[:1], ["a", "b"]), "1 rows of words"),
+        (lambda: plots.prediction_bars(PROBABILITIES, [["a", "b"], ["c", "d"]], ["a", "b"]), "has 2 labels but the axis has 3"),
+        (lambda: plots.prediction_bars(torch.rand(5, 2), [["a", "b"]] * 5, list("abcde")), "1 to 4 masks"),
+        (lambda: plots.prediction_bars(PROBABILITIES, WORDS, ["a", "b"], compare=torch.rand(2, 2)), "compare has shape"),
+        (lambda: plots.logit_lens(torch.rand(2, 2), [["a", "b"]] * 2, ["e", "l1"], torch.rand(3), torch.rand(2), answer="a"),
+         "one value per row"),
+        (lambda: plots.token_bars(torch.rand(3), ["a", "b"]), "has 2 labels but the axis has 3"),
+        (lambda: plots.layer_head_maps([torch.rand(2, 3), torch.rand(3, 2)], ["a", "b"]), "share one"),
+        (lambda: plots.render_bytes(plots.token_bars(torch.rand(2), ["a", "b"]), "gif"), "png' or 'svg"),
     ],
 )
 def test_bad_inputs_are_rejected_with_a_clear_message(call, message):
@@ -157,3 +178,45 @@ def test_positional_similarity_of_the_sinusoid_is_one_on_the_diagonal():
     matrix = np.asarray(figure.axes[0].get_images()[0].get_array())
     assert np.allclose(np.diag(matrix), 1.0, atol=1e-6)
     assert matrix[0, 1] > matrix[0, 10], "nearby positions are more alike than distant ones"
+
+
+def test_new_plots_draw_exactly_the_values_they_are_given():
+    lens = plots.logit_lens(PROBABILITIES, WORDS, ["embeddings", "layer 1"], torch.tensor([0.2, 0.7]),
+                            torch.tensor([12, 1]), answer="flooded")
+    grid, curve, ranks = lens.axes[0], lens.axes[2], lens.axes[3]
+    assert np.allclose(grid.get_images()[0].get_array(), PROBABILITIES.numpy())
+    assert {text.get_text() for text in grid.texts} == {word for row in WORDS for word in row}
+    assert np.allclose(curve.lines[0].get_xdata(), [0.2, 0.7]) and np.allclose(ranks.lines[0].get_xdata(), [12, 1])
+    bars = plots.token_bars(torch.tensor([0.5, 2.0, 1.0]), ["a", "b", "c"])
+    boxes = bars.axes[0].collections[0].get_paths()
+    assert [round(path.vertices[:, 1].max(), 6) for path in boxes] == [0.5, 2.0, 1.0]
+    curve = plots.layer_curve(torch.tensor([1.0, 0.8, 0.6]), ["embeddings", "layer 1", "layer 2"])
+    assert np.allclose(curve.axes[0].lines[0].get_ydata(), [1.0, 0.8, 0.6])
+    maps = plots.layer_head_maps([torch.ones(2, 3), -torch.ones(2, 3)], ["a", "b"])
+    assert [float(axis.get_images()[0].get_array().sum()) for axis in maps.axes if axis.get_images()] == [6.0, -6.0]
+    compared = plots.prediction_bars(PROBABILITIES, WORDS, ["a", "b"], compare=PROBABILITIES / 2)
+    first = compared.axes[0]
+    assert [tick.get_text() for tick in first.get_yticklabels()] == WORDS[0]
+    widths = [path.vertices[:, 0].max() for collection in first.collections for path in collection.get_paths()]
+    assert np.allclose(widths, [0.5, 0.2, 0.1, 0.25, 0.1, 0.05])
+
+
+def test_svg_downloads_are_svg_documents_of_the_figure_size():
+    import xml.etree.ElementTree as ElementTree
+
+    svg = plots.render_bytes(plots.attention_head(softmax_rows(1, 4)[0], ["a", "b", "c", "d"]), "svg")
+    root = ElementTree.fromstring(svg)
+    assert root.tag == "{http://www.w3.org/2000/svg}svg"
+    assert root.get("width") == f"{plots.SIZE_SQUARE[0] * 72:g}pt"
+    png = plots.render_bytes(plots.attention_head(softmax_rows(1, 4)[0], ["a", "b", "c", "d"]), "png")
+    with Image.open(io.BytesIO(png)) as image:
+        assert image.size == (800, 700)
+
+
+def test_a_sinusoidal_models_own_table_is_named_and_the_empty_panel_says_why():
+    from transformer import sinusoidal_table
+
+    figure = plots.position_similarity(sinusoidal_table(10, 8), None, missing_note="its own table is the one on the left")
+    assert any("its own table is the one on the left" in text.get_text() for axis in figure.axes for text in axis.texts)
+    figure = plots.position_similarity(sinusoidal_table(10, 8), sinusoidal_table(10, 8), learned_title="this model's own")
+    assert figure.axes[1].get_title().startswith("this model's own")
