@@ -174,6 +174,7 @@ _embeddings = LruCache(512)
 _figures = LruCache(FIGURE_CACHE_SIZE, on_evict=_delete_file)
 _exports = LruCache(EXPORT_CACHE_SIZE, on_evict=_delete_folder)
 _weight_maps = LruCache(MODEL_CACHE_SIZE + 1)
+_results = LruCache(256)  # plain-data answers (fill-mask, logit lens, ablation) that take a while to compute
 _default_model: transformer.Model | None = None
 _default_lock = threading.Lock()
 _figure_dir: Path | None = None
@@ -1039,36 +1040,44 @@ def _mask_positions(job: Job) -> list[int]:
     return [i for i, token_id in enumerate(job.run.input_ids.tolist()) if token_id == mask_id]
 
 
-def fill_mask_result(job: Job, top_k: int) -> transformer.FillMask:
-    """The package's fill-mask on the (cached) run; a text without a mask token is an input problem."""
+def fill_mask_data(job: Job, top_k: int) -> dict:
+    """The package's fill-mask on the (cached) run, as plain data (cached: 48 masks of a long text take a while).
+
+    A text without a mask token is an input problem.
+    """
     _require_head(job.model)
     if not _mask_positions(job):
         raise InputProblem(f"The text has no {job.model.mask_token} token: write {job.model.mask_token} where the word "
                            "to predict goes, or click a token to mask it.")
-    return job.model.fill_mask(job.run, top_k)
+
+    def build() -> dict:
+        result = job.model.fill_mask(job.run, top_k)
+        return {
+            "mask_token": job.model.mask_token,
+            "tokens": list(job.run.tokens),
+            "masks": [{"position": mask.position, "predictions": [_prediction(p) for p in mask.predictions]}
+                      for mask in result.masks],
+        }
+
+    return _results.get_or_build(("fill-mask", job.cache_key, top_k), build)
 
 
-def fill_mask_data(job: Job, result: transformer.FillMask) -> dict:
-    return {
-        "mask_token": job.model.mask_token,
-        "tokens": list(job.run.tokens),
-        "masks": [{"position": mask.position, "predictions": [_prediction(p) for p in mask.predictions]}
-                  for mask in result.masks],
-    }
+def _words(predictions: list[dict]) -> list[str]:
+    return [p["word"] or p["token"] for p in predictions]  # special tokens decode to "": show the entry
 
 
-def fill_mask_view(job: Job, result: transformer.FillMask, top_k: int) -> View:
-    shown = result.masks[: plots.MAX_PANELS]  # the table lists every mask; the chart the first few
-    probabilities = torch.stack([mask.probabilities for mask in shown])  # (M, k)
-    words = [[p.text or p.token for p in mask.predictions] for mask in shown]
-    titles = [f"mask {i + 1} (token #{mask.position})" for i, mask in enumerate(shown)]
+def fill_mask_view(job: Job, data: dict, top_k: int) -> View:
+    masks = data["masks"]
+    shown = masks[: plots.MAX_PANELS]  # the table lists every mask; the chart the first few
+    titles = [f"mask {i + 1} (token #{mask['position']})" for i, mask in enumerate(shown)]
 
     def tensors() -> Tensors:
-        return {"probabilities": (torch.stack([m.probabilities for m in result.masks]), ("mask", "rank")),
-                "token_ids": (torch.stack([m.token_ids for m in result.masks]), ("mask", "rank"))}
+        return {"probabilities": (torch.tensor([[p["probability"] for p in m["predictions"]] for m in masks]), ("mask", "rank")),
+                "token_ids": (torch.tensor([[p["id"] for p in m["predictions"]] for m in masks]), ("mask", "rank"))}
 
     return View(f"fill-mask-top{top_k}", ("fill-mask", job.cache_key, top_k),
-                lambda: plots.prediction_bars(probabilities, words, titles), tensors)
+                lambda: plots.prediction_bars(tensors()["probabilities"][0][: len(shown)],
+                                              [_words(m["predictions"]) for m in shown], titles), tensors)
 
 
 FILL_COLUMNS = ["mask", "token #", "rank", "word", "vocabulary entry", "id", "probability"]
@@ -1079,38 +1088,49 @@ def fill_mask_table(data: dict) -> list[list]:
             for number, mask in enumerate(data["masks"]) for rank, p in enumerate(mask["predictions"])]
 
 
-def logit_lens_result(job: Job, position: Any, top_k: int) -> transformer.LogitLens:
-    """The lens at token ``position`` (-1: the first mask token)."""
+def logit_lens_data(job: Job, position: Any, top_k: int) -> dict:
+    """The package's logit lens at token ``position`` (-1: the first mask token), as plain data (cached)."""
     _require_head(job.model)
     n_tokens = len(job.run.tokens)
     chosen = whole_number(position, "position", -1, n_tokens - 1, "-1 is the first mask token")
-    if chosen == -1 and not _mask_positions(job):
-        raise InputProblem(f"The text has no {job.model.mask_token} token: choose a position from 0 to {n_tokens - 1}.")
-    return job.model.logit_lens(job.run, None if chosen == -1 else chosen, top_k)
+    if chosen == -1:
+        masks = _mask_positions(job)
+        if not masks:
+            raise InputProblem(f"The text has no {job.model.mask_token} token: choose a position from 0 to {n_tokens - 1}.")
+        chosen = masks[0]
+
+    def build() -> dict:
+        lens = job.model.logit_lens(job.run, chosen, top_k)
+        return {
+            "position": lens.position,
+            "token": lens.token,
+            "labels": list(lens.labels),
+            "rows": [[_prediction(p) for p in row] for row in lens.predictions],
+            "answer": _prediction(lens.answer),
+            "answer_ranks": [int(r) for r in lens.answer_ranks.tolist()],
+            "answer_probabilities": [float(p) for p in lens.answer_probabilities.tolist()],
+        }
+
+    return _results.get_or_build(("logit-lens", job.cache_key, chosen, top_k), build)
 
 
-def logit_lens_data(lens: transformer.LogitLens) -> dict:
-    return {
-        "position": lens.position,
-        "token": lens.token,
-        "labels": list(lens.labels),
-        "rows": [[_prediction(p) for p in row] for row in lens.predictions],
-        "answer": _prediction(lens.answer),
-        "answer_ranks": [int(r) for r in lens.answer_ranks.tolist()],
-        "answer_probabilities": [float(p) for p in lens.answer_probabilities.tolist()],
-    }
+def logit_lens_view(job: Job, data: dict, top_k: int) -> View:
+    answer = data["answer"]["word"] or data["answer"]["token"]
+    title = f"Logit lens at token #{data['position']} “{data['token']}”: the final answer is “{answer}”"
 
+    def tensors() -> Tensors:
+        return {"probabilities": (torch.tensor([[p["probability"] for p in row] for row in data["rows"]]), ("layer", "rank")),
+                "token_ids": (torch.tensor([[p["id"] for p in row] for row in data["rows"]]), ("layer", "rank")),
+                "answer_ranks": (torch.tensor(data["answer_ranks"]), ("layer",)),
+                "answer_probabilities": (torch.tensor(data["answer_probabilities"]), ("layer",))}
 
-def logit_lens_view(job: Job, lens: transformer.LogitLens, top_k: int) -> View:
-    words = [[p.text or p.token for p in row] for row in lens.predictions]
-    title = f"Logit lens at token #{lens.position} “{lens.token}”: the final answer is “{lens.answer.text or lens.answer.token}”"
-    return View(f"logit-lens-token{lens.position}-top{top_k}", ("logit-lens", job.cache_key, lens.position, top_k),
-                lambda: plots.logit_lens(lens.probabilities, words, list(lens.labels), lens.answer_probabilities,
-                                         lens.answer_ranks.float(), answer=lens.answer.text or lens.answer.token, title=title),
-                lambda: {"probabilities": (lens.probabilities, ("layer", "rank")),
-                         "token_ids": (lens.token_ids, ("layer", "rank")),
-                         "answer_ranks": (lens.answer_ranks, ("layer",)),
-                         "answer_probabilities": (lens.answer_probabilities, ("layer",))})
+    def draw():
+        found = tensors()
+        return plots.logit_lens(found["probabilities"][0], [_words(row) for row in data["rows"]], data["labels"],
+                                found["answer_probabilities"][0], found["answer_ranks"][0].float(), answer=answer, title=title)
+
+    return View(f"logit-lens-token{data['position']}-top{top_k}", ("logit-lens", job.cache_key, data["position"], top_k),
+                draw, tensors)
 
 
 LENS_COLUMNS = ["after", "top words (probability)", "rank of the answer", "probability of the answer"]
@@ -1233,6 +1253,11 @@ def _token_change(ablation: Ablation) -> torch.Tensor:
 
 
 def ablation_data(ablation: Ablation, top_k: int) -> dict:
+    """What switching the heads off changed, as plain data (cached per ablated run and top_k)."""
+    return _results.get_or_build(("ablation", ablation.ablated.cache_key, top_k), lambda: _ablation_data(ablation, top_k))
+
+
+def _ablation_data(ablation: Ablation, top_k: int) -> dict:
     model, original, ablated = ablation.original.model, ablation.original.run, ablation.ablated.run
     embedding, changed = model.sentence_embedding(original), model.sentence_embedding(ablated)
     cosine = float(torch.nn.functional.cosine_similarity(embedding, changed, dim=0))
@@ -1559,12 +1584,12 @@ def _step_option_view(job: Job, o: dict) -> View:
 
 def _fill_option_view(job: Job, o: dict) -> View:
     top_k = _top_k(o["top_k"])
-    return fill_mask_view(job, fill_mask_result(job, top_k), top_k)
+    return fill_mask_view(job, fill_mask_data(job, top_k), top_k)
 
 
 def _lens_option_view(job: Job, o: dict) -> View:
     top_k = _top_k(o["top_k"])
-    return logit_lens_view(job, logit_lens_result(job, o["position"], top_k), top_k)
+    return logit_lens_view(job, logit_lens_data(job, o["position"], top_k), top_k)
 
 
 def _ablation_predictions_option_view(a: Any, b: Any, key: ModelKey, o: dict) -> View:
@@ -1736,8 +1761,8 @@ def fill_mask(text_a: str, text_b: str, model_id: str, revision: str, top_k: flo
     """For each mask token in the text, the top_k words with their probabilities (models with a masked-LM head)."""
     job = prepare(text_a, text_b, model_key(model_id, revision))
     top_k = _top_k(top_k)
-    result = fill_mask_result(job, top_k)
-    return fill_mask_data(job, result), png(fill_mask_view(job, result, top_k))
+    data = fill_mask_data(job, top_k)
+    return data, png(fill_mask_view(job, data, top_k))
 
 
 @api_endpoint
@@ -1745,8 +1770,8 @@ def logit_lens(text_a: str, text_b: str, model_id: str, revision: str, position:
     """The masked-LM head read out after the embeddings and after every layer at token position (-1: first mask)."""
     job = prepare(text_a, text_b, model_key(model_id, revision))
     top_k = _top_k(top_k)
-    lens = logit_lens_result(job, position, top_k)
-    return logit_lens_data(lens), png(logit_lens_view(job, lens, top_k))
+    data = logit_lens_data(job, position, top_k)
+    return data, png(logit_lens_view(job, data, top_k))
 
 
 @api_endpoint
@@ -1806,8 +1831,9 @@ def export_run(text_a: str, text_b: str, model_id: str, revision: str) -> str:
 TABS = ("tokens", "positions", "steps", "attention", "output")
 
 
-def _skips(count: int) -> tuple:
-    return tuple(gr.skip() for _ in range(count))
+def _skips(count: int) -> Any:
+    """Leave ``count`` outputs as they are (one output takes a bare skip: Gradio does not unpack a 1-tuple)."""
+    return gr.skip() if count == 1 else tuple(gr.skip() for _ in range(count))
 
 
 def page_handler(count: int, warn: bool = True):
@@ -1993,15 +2019,13 @@ def page_masked(text: str, model: ModelKey, top_k: float):
         note = (f"Write **{html.escape(chosen.mask_token)}** where a word should be predicted, or click a token "
                 "below to mask it. You can still pick any position for the logit lens.")
         return note, gr.update(visible=True), tokens, None, [], gr.update(choices=choices, value=None), None, []
-    result = fill_mask_result(job, top_k)
-    data = fill_mask_data(job, result)
-    lens = logit_lens_result(job, masks[0], top_k)
+    data = fill_mask_data(job, top_k)
+    lens = logit_lens_data(job, masks[0], top_k)
     note = (f"{len(masks)} mask{'s' if len(masks) > 1 else ''} · the top {top_k} words of "
             f"{html.escape(chosen.source.location)}'s masked-LM head" + (f" (the chart shows the first {plots.MAX_PANELS})"
                                                                        if len(masks) > plots.MAX_PANELS else ""))
-    return (note, gr.update(visible=True), tokens, png(fill_mask_view(job, result, top_k)), fill_mask_table(data),
-            gr.update(choices=choices, value=masks[0]), png(logit_lens_view(job, lens, top_k)),
-            logit_lens_table(logit_lens_data(lens)))
+    return (note, gr.update(visible=True), tokens, png(fill_mask_view(job, data, top_k)), fill_mask_table(data),
+            gr.update(choices=choices, value=masks[0]), png(logit_lens_view(job, lens, top_k)), logit_lens_table(lens))
 
 
 @page_handler(2)
@@ -2010,8 +2034,8 @@ def page_lens(text: str, model: ModelKey, top_k: float, position: Any):
         return _skips(2)
     job = prepare(text, None, model)
     top_k = _top_k(top_k)
-    lens = logit_lens_result(job, position, top_k)
-    return png(logit_lens_view(job, lens, top_k)), logit_lens_table(logit_lens_data(lens))
+    lens = logit_lens_data(job, position, top_k)
+    return png(logit_lens_view(job, lens, top_k)), logit_lens_table(lens)
 
 
 @page_handler(1)
@@ -2063,11 +2087,11 @@ TAB_VIEWS = {
 
 
 def page_export_choices(tab: str):
-    """The open tab's views in the download box; the last download is cleared (it belonged to another tab)."""
+    """The open tab's views in the download box; the last download is hidden (it belonged to another tab)."""
     choices = TAB_VIEWS.get(tab, [])
     return (gr.update(choices=choices, value=choices[0][1] if choices else None,
                       label="View of this tab" if choices else "This tab has no figure; the whole run can be downloaded"),
-            None)
+            gr.update(value=None, visible=False))
 
 
 @page_handler(1)
@@ -2075,6 +2099,15 @@ def page_export(kind: str, tab: str, view: str | None, text_a: str, text_b: str,
                 layer: float, head: float, step_index: int, step_head: int, fill_text: str, top_k: float,
                 lens_position: Any, heads: Any, context_a: str, context_b: str, word: str):
     """Download what the open tab shows: its figure (PNG, SVG), the tensors behind it, or the whole run."""
+    return gr.update(value=_export_for_page(kind, tab, view, text_a, text_b, model, width, length, layer, head, step_index,
+                                            step_head, fill_text, top_k, lens_position, heads, context_a, context_b, word),
+                     visible=True)
+
+
+def _export_for_page(kind: str, tab: str, view: str | None, text_a: str, text_b: str, model: ModelKey, width: float,
+                     length: float, layer: float, head: float, step_index: int, step_head: int, fill_text: str, top_k: float,
+                     lens_position: Any, heads: Any, context_a: str, context_b: str, word: str) -> str:
+    """The page's controls as the options of the open tab's view; writes the download and returns its path."""
     if kind == "run":
         masked = tab == "masked"
         job = prepare(fill_text if masked else text_a, None if masked else text_b, model)
@@ -2319,7 +2352,7 @@ def build_demo() -> gr.Blocks:
                 export_buttons = {kind: gr.Button(label, size="sm", elem_id=f"export-{kind}", min_width=120) for kind, label in (
                     ("png", "Figure .png"), ("svg", "Figure .svg"), ("safetensors", "Tensors .safetensors"),
                     ("csv", "Tensors .csv (zip if several)"), ("run", "Whole run .safetensors"))}
-            export_file_box = gr.File(label="Download", interactive=False, height=90, elem_id="export-file")
+            export_file_box = gr.File(label="Download", interactive=False, visible=False, elem_id="export-file")
 
         texts = [text_a, text_b, model_state]
         masked_outputs = [masked_note, masked_panel, fill_tokens, fill_image, fill_frame, lens_position, lens_image, lens_frame]

@@ -467,3 +467,19 @@ def test_ablated_and_compared_runs_are_cached_like_any_other(monkeypatch):
     app.word_in_contexts("The bank of the river.", "The bank of England.", "", "", "bank")
     app.word_in_contexts("The bank of the river.", "The bank of England.", "", "", "BANK")
     assert len(calls) == 5
+
+
+def test_a_refused_page_download_warns_and_changes_nothing(monkeypatch):
+    import app
+
+    long_text = " ".join(["word"] * 150)
+    controls = dict(text_a=long_text, text_b="", model=app.DEFAULT_KEY, width=128, length=64, layer=0, head=0,
+                    step_index=0, step_head=-1, fill_text="", top_k=5, lens_position=None, heads=["0.*"],
+                    context_a=WORD_TEXTS[0], context_b=WORD_TEXTS[1], word="bank")
+    with pytest.warns(UserWarning, match=r"more than the 1,000,000 written as CSV"):
+        answer = app.page_export("csv", "attention", "attention_overview", **controls)
+    assert answer == {"__type__": "update"}, "a single output is left as it was"
+    shown = app.page_export("svg", "attention", "attention_head", **controls)
+    assert shown["visible"] is True and Path(shown["value"]).name == "attention-layer0-head0.svg"
+    with pytest.warns(UserWarning, match=r"no figure to download"):
+        assert app.page_export("png", "weights", "attention_head", **controls) == {"__type__": "update"}
