@@ -33,30 +33,17 @@ SHARED = "encoder.albert_layer_groups.0.albert_layers.0"  # the one layer every 
 
 
 def read_config(raw: Mapping[str, Any]) -> EncoderConfig:
-    reading.refuse_non_encoders(raw, "ALBERT")
-    act = reading.activation(raw, "hidden_act", "gelu_new")
-    reading.require(raw, ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size"), "ALBERT")
     groups, inner = raw.get("num_hidden_groups", 1), raw.get("inner_group_num", 1)
     if groups != 1 or inner != 1:
         raise TransformerError(
             f"Unsupported ALBERT layout num_hidden_groups={groups}, inner_group_num={inner}: only one shared layer "
             "(1 and 1, as in every released ALBERT) is supported."
         )
-    return reading.build(lambda: EncoderConfig(
-        vocab_size=int(raw["vocab_size"]),
-        d_model=int(raw["hidden_size"]),
-        n_layers=int(raw["num_hidden_layers"]),
-        n_heads=int(raw["num_attention_heads"]),
-        d_ff=int(raw["intermediate_size"]),
-        max_positions=int(raw.get("max_position_embeddings", 512)),
-        type_vocab_size=int(raw.get("type_vocab_size", 2)),
-        activation=act,
-        layer_norm_eps=float(raw.get("layer_norm_eps", 1e-12)),
-        pad_token_id=reading.pad_token_id(raw, 0),
-        model_type="albert",
-        embedding_size=int(raw.get("embedding_size", 128)),  # projected even when equal to hidden_size
+    return reading.bert_style(
+        raw, "ALBERT", default_activation="gelu_new",
+        embedding_size=lambda _: int(raw.get("embedding_size", 128)),  # projected even when equal to hidden_size
         shared_layers=True,
-    ))
+    )
 
 
 def canonical_name(key: str) -> str:

@@ -21,22 +21,7 @@ SPECIAL_TOKENS = None  # the tokenizer's defaults ([CLS], [SEP], [PAD], [UNK], [
 
 
 def read_config(raw: Mapping[str, Any]) -> EncoderConfig:
-    reading.refuse_non_encoders(raw, "BERT")
-    act = reading.activation(raw, "hidden_act", "gelu")
-    reading.require(raw, ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size"), "BERT")
-    return reading.build(lambda: EncoderConfig(
-        vocab_size=int(raw["vocab_size"]),
-        d_model=int(raw["hidden_size"]),
-        n_layers=int(raw["num_hidden_layers"]),
-        n_heads=int(raw["num_attention_heads"]),
-        d_ff=int(raw["intermediate_size"]),
-        max_positions=int(raw.get("max_position_embeddings", 512)),
-        type_vocab_size=int(raw.get("type_vocab_size", 2)),
-        activation=act,
-        layer_norm_eps=float(raw.get("layer_norm_eps", 1e-12)),
-        pad_token_id=reading.pad_token_id(raw, 0),
-        model_type="bert",
-    ))
+    return reading.bert_style(raw, "BERT")
 
 
 def canonical_name(key: str) -> str:

@@ -28,25 +28,11 @@ DEFAULT_EMBEDDING_SIZE = 128  # ElectraConfig's
 
 
 def read_config(raw: Mapping[str, Any]) -> EncoderConfig:
-    reading.refuse_non_encoders(raw, "ELECTRA")
-    act = reading.activation(raw, "hidden_act", "gelu")
-    reading.require(raw, ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size"), "ELECTRA")
-    embedding_size = int(raw.get("embedding_size", DEFAULT_EMBEDDING_SIZE))
-    return reading.build(lambda: EncoderConfig(
-        vocab_size=int(raw["vocab_size"]),
-        d_model=int(raw["hidden_size"]),
-        n_layers=int(raw["num_hidden_layers"]),
-        n_heads=int(raw["num_attention_heads"]),
-        d_ff=int(raw["intermediate_size"]),
-        max_positions=int(raw.get("max_position_embeddings", 512)),
-        type_vocab_size=int(raw.get("type_vocab_size", 2)),
-        activation=act,
-        layer_norm_eps=float(raw.get("layer_norm_eps", 1e-12)),
-        pad_token_id=reading.pad_token_id(raw, 0),
-        model_type="electra",
-        # ElectraModel has embeddings_project only when the widths differ.
-        embedding_size=embedding_size if embedding_size != int(raw["hidden_size"]) else None,
-    ))
+    def narrower_embeddings(_pad: int) -> int | None:  # ElectraModel projects only when the widths differ
+        size = int(raw.get("embedding_size", DEFAULT_EMBEDDING_SIZE))
+        return size if size != int(raw["hidden_size"]) else None
+
+    return reading.bert_style(raw, "ELECTRA", embedding_size=narrower_embeddings)
 
 
 def canonical_name(key: str) -> str:

@@ -49,3 +49,34 @@ def build(make: Callable[[], EncoderConfig]) -> EncoderConfig:
 def pad_token_id(raw: Mapping[str, Any], default: int) -> int:
     value = raw.get("pad_token_id")
     return default if value is None else int(value)
+
+
+BERT_STYLE_REQUIRED = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size")
+
+
+def bert_style(
+    raw: Mapping[str, Any], family: str, *, default_activation: str = "gelu", default_pad: int = 0, **fields: Any
+) -> EncoderConfig:
+    """The config of a family that names its sizes as BertConfig does (BERT, RoBERTa, ELECTRA, ALBERT).
+
+    ``fields`` are the family's own EncoderConfig values; a callable one is called with the pad token id
+    while the config is built, so that its conversion errors are reported like the others.
+    """
+    refuse_non_encoders(raw, family)
+    act = activation(raw, "hidden_act", default_activation)
+    require(raw, BERT_STYLE_REQUIRED, family)
+    pad = pad_token_id(raw, default_pad)
+    return build(lambda: EncoderConfig(
+        vocab_size=int(raw["vocab_size"]),
+        d_model=int(raw["hidden_size"]),
+        n_layers=int(raw["num_hidden_layers"]),
+        n_heads=int(raw["num_attention_heads"]),
+        d_ff=int(raw["intermediate_size"]),
+        max_positions=int(raw.get("max_position_embeddings", 512)),
+        type_vocab_size=int(raw.get("type_vocab_size", 2)),
+        activation=act,
+        layer_norm_eps=float(raw.get("layer_norm_eps", 1e-12)),
+        pad_token_id=pad,
+        model_type=str(raw["model_type"]),
+        **{name: value(pad) if callable(value) else value for name, value in fields.items()},
+    ))

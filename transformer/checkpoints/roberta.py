@@ -29,26 +29,8 @@ SPECIAL_TOKENS = {"cls": "<s>", "sep": "</s>", "pad": "<pad>", "unk": "<unk>", "
 
 
 def read_config(raw: Mapping[str, Any]) -> EncoderConfig:
-    reading.refuse_non_encoders(raw, "RoBERTa")
-    act = reading.activation(raw, "hidden_act", "gelu")
-    reading.require(raw, ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size"), "RoBERTa")
-    pad = reading.pad_token_id(raw, 1)
-    return reading.build(lambda: EncoderConfig(
-        vocab_size=int(raw["vocab_size"]),
-        d_model=int(raw["hidden_size"]),
-        n_layers=int(raw["num_hidden_layers"]),
-        n_heads=int(raw["num_attention_heads"]),
-        d_ff=int(raw["intermediate_size"]),
-        # Defaults are RobertaConfig's (released checkpoints say 514, 1 and 1e-5).
-        max_positions=int(raw.get("max_position_embeddings", 512)),
-        type_vocab_size=int(raw.get("type_vocab_size", 2)),
-        activation=act,
-        layer_norm_eps=float(raw.get("layer_norm_eps", 1e-12)),
-        pad_token_id=pad,
-        model_type=str(raw["model_type"]),
-        position_offset=pad + 1,
-        use_segments=False,
-    ))
+    # Defaults are RobertaConfig's (released checkpoints say 514 positions, pad 1 and eps 1e-5).
+    return reading.bert_style(raw, "RoBERTa", default_pad=1, position_offset=lambda pad: pad + 1, use_segments=False)
 
 
 def canonical_name(key: str) -> str:
