@@ -64,6 +64,10 @@ FIGURE_CACHE_SIZE = 256  # rendered PNGs kept, so revisiting a tab or a step dra
 # Requests waiting at most; more get "queue full". EXPLAINER_QUEUE_SIZE overrides it (tests flood a small queue).
 QUEUE_SIZE = int(os.environ.get("EXPLAINER_QUEUE_SIZE", "64"))
 CONCURRENCY = 2  # requests computed at once (a CPU Space has 2 cores)
+# Sessions Gradio keeps in memory; the oldest are dropped. Each API call without a session is a new session of
+# ~0.3 MB (Gradio copies the config of every component into it), so Gradio's default of 10,000 lets anyone grow
+# the server by ~3 GB. 1,000 is far more people than one Space serves at once. EXPLAINER_SESSION_CAPACITY overrides it.
+SESSION_CAPACITY = int(os.environ.get("EXPLAINER_SESSION_CAPACITY", "1000"))
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 # Hub weights larger than this are refused before download (by the size the Hub announces): anyone can type a
 # repo id, and a 10 GB checkpoint would fill the disk and memory of a Space. 2.5 GB admits the large BERT-family
@@ -2168,7 +2172,9 @@ INTRO = """
 Type a sentence (or two, for a pair) and press **Run**: the encoder reads it once, records every
 intermediate step, and each tab below draws a different part of that one forward pass: how text becomes
 tokens, how positions are encoded, every matrix of every layer in order, what the attention heads look at,
-and the sentence embedding that comes out.
+and the sentence embedding that comes out. Further tabs predict masked words (for checkpoints with a
+masked-LM head), switch attention heads off, follow one word through two contexts and list the checkpoint's
+weights; every figure and the tensors behind it can be downloaded.
 """
 
 CSS = """
@@ -2490,4 +2496,5 @@ demo.queue(max_size=QUEUE_SIZE, default_concurrency_limit=CONCURRENCY)
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO)
     default_model()  # load the bundled model before the first visitor arrives
-    demo.launch(css=CSS, theme=gr.themes.Default(primary_hue="indigo"), footer_links=["api", "settings"])
+    demo.launch(css=CSS, theme=gr.themes.Default(primary_hue="indigo"), footer_links=["api", "settings"],
+                state_session_capacity=SESSION_CAPACITY)

@@ -483,3 +483,11 @@ def test_a_refused_page_download_warns_and_changes_nothing(monkeypatch):
     assert shown["visible"] is True and Path(shown["value"]).name == "attention-layer0-head0.svg"
     with pytest.warns(UserWarning, match=r"no figure to download"):
         assert app.page_export("png", "weights", "attention_head", **controls) == {"__type__": "update"}
+
+
+def test_loading_a_model_rewrites_the_mask_token_of_the_fill_text():
+    import app
+
+    assert app._with_mask_token("The [MASK] sat on the <mask>.", "<mask>") == "The <mask> sat on the <mask>."
+    assert app._with_mask_token("The <mask> sat.", "[MASK]") == "The [MASK] sat."
+    assert app._with_mask_token("The [MASK] sat.", None) == {"__type__": "update"}, "no mask token: left as it is"
