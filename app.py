@@ -237,6 +237,23 @@ def _embed(key: ModelKey, text: str) -> np.ndarray:
     return get_model(key).embed([text])[0].numpy()
 
 
+# The masked-LM head runs on the model's device too, so on ZeroGPU its readouts need the GPU attached.
+@_on_gpu
+def _fill_mask(key: ModelKey, run: transformer.Run, top_k: int) -> transformer.FillMask:
+    return get_model(key).fill_mask(run, top_k)
+
+
+@_on_gpu
+def _logit_lens(key: ModelKey, run: transformer.Run, position: int, top_k: int) -> transformer.LogitLens:
+    return get_model(key).logit_lens(run, position, top_k)
+
+
+@_on_gpu
+def _mask_log_probabilities(run: transformer.Run, positions: list[int]) -> torch.Tensor:
+    """(M, vocab) log-probabilities of the head's words at ``positions`` after the last layer."""
+    return torch.log_softmax(run.readout(run.hidden_states[-1][positions]).float(), dim=-1)
+
+
 # ------------------------------------------------------------------------------------------ input checks
 
 
@@ -1055,7 +1072,7 @@ def fill_mask_data(job: Job, top_k: int) -> dict:
                            "to predict goes, or click a token to mask it.")
 
     def build() -> dict:
-        result = job.model.fill_mask(job.run, top_k)
+        result = _fill_mask(job.key, job.run, top_k)
         return {
             "mask_token": job.model.mask_token,
             "tokens": list(job.run.tokens),
@@ -1104,7 +1121,7 @@ def logit_lens_data(job: Job, position: Any, top_k: int) -> dict:
         chosen = masks[0]
 
     def build() -> dict:
-        lens = job.model.logit_lens(job.run, chosen, top_k)
+        lens = _logit_lens(job.key, job.run, chosen, top_k)
         return {
             "position": lens.position,
             "token": lens.token,
@@ -1282,11 +1299,11 @@ def _ablation_data(ablation: Ablation, top_k: int) -> dict:
 def _prediction_shift(ablation: Ablation, top_k: int) -> list[dict]:
     """At each mask: the top words before and after, the new probability of the old top words, and
     KL(before || after) of the whole vocabulary distribution (nats)."""
-    model = ablation.original.model
-    before = model.fill_mask(ablation.original.run, top_k)
-    after = model.fill_mask(ablation.ablated.run, top_k)
+    key = ablation.original.key
+    before = _fill_mask(key, ablation.original.run, top_k)
+    after = _fill_mask(key, ablation.ablated.run, top_k)
     positions = [mask.position for mask in before.masks]
-    log_before, log_after = (torch.log_softmax(run.readout(run.hidden_states[-1][positions]).float(), dim=-1)  # (M, vocab)
+    log_before, log_after = (_mask_log_probabilities(run, positions)  # (M, vocab)
                              for run in (ablation.original.run, ablation.ablated.run))
     kl = torch.nn.functional.kl_div(log_after, log_before, log_target=True, reduction="none").sum(-1)  # (M,)
     old_ids = torch.stack([mask.token_ids for mask in before.masks])  # (M, k)
