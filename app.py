@@ -2507,7 +2507,19 @@ def _register_api() -> None:
         gr.on([], function, inputs, outputs, api_name=name, api_description=(function.__doc__ or "").split("\n")[0])
 
 
+def share_one_concurrency_limit(blocks: gr.Blocks, group: str = "compute") -> None:
+    """Put every event in one concurrency group, so CONCURRENCY bounds the requests computed at once.
+
+    Gradio applies ``default_concurrency_limit`` to each event separately: with ~100 events, 2 per endpoint
+    would let ~200 computations (each up to ~0.4 GB of recorded steps) run at once on a 2-core Space.
+    """
+    for function in blocks.fns.values():
+        if function.concurrency_limit == "default":
+            function.concurrency_id = group
+
+
 demo = build_demo()
+share_one_concurrency_limit(demo)
 demo.queue(max_size=QUEUE_SIZE, default_concurrency_limit=CONCURRENCY)
 
 if __name__ == "__main__":
