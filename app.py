@@ -2502,9 +2502,15 @@ def _register_api() -> None:
         ("export_figure", export_figure, [*texts, view, options, file_format], [file]),
         ("export_tensors", export_tensors, [*texts, view, options, file_format], [file]),
         ("export_run", export_run, texts, [file]),
+        ("echo", echo, [text_a], [text_out]),
     ]
     for name, function, inputs, outputs in endpoints:
         gr.on([], function, inputs, outputs, api_name=name, api_description=(function.__doc__ or "").split("\n")[0])
+
+
+def echo(text_a: str) -> str:
+    """Returns its input unchanged: the round trip of the queue and the API alone, a baseline for benchmarks."""
+    return text_a
 
 
 def share_one_concurrency_limit(blocks: gr.Blocks, group: str = "compute") -> None:
