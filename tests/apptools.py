@@ -219,13 +219,15 @@ class Answer:
 
 
 def call_api(url: str, api_name: str, inputs: list | None = None, *, body: bytes | None = None,
-             timeout: float = 120) -> Answer:
+             session: str | None = None, timeout: float = 120) -> Answer:
     """Call ``/gradio_api/call/<api_name>`` with the standard library, as any script (or attacker) can.
 
     ``inputs`` are sent as JSON with ASCII escapes, so lone surrogates ("\\ud800") and NaN reach the server
     as they would from any JSON encoder; ``body`` sends raw bytes instead (invalid UTF-8, broken JSON).
+    Each call is a new Gradio session unless ``session`` names one (as a browser tab or a gradio_client does).
     """
-    payload = body if body is not None else json.dumps({"data": inputs}).encode("ascii")
+    request_body = {"data": inputs} if session is None else {"data": inputs, "session_hash": session}
+    payload = body if body is not None else json.dumps(request_body).encode("ascii")
     request = urllib.request.Request(f"{url}gradio_api/call/{api_name}", data=payload, method="POST",
                                      headers={"Content-Type": "application/json"})
     try:
