@@ -239,20 +239,35 @@ def forward_flops(config: transformer.EncoderConfig, n_tokens: int) -> int:
     return L * (qkv + scores + context + out + ffn)
 
 
-def matmul_rate(n_tokens: int, d: int, d_ff: int, repeats: int) -> float:
-    """Measured float32 FLOP/s of torch.mm at the forward pass's largest shape, (T, d) x (d, d_ff)."""
+def matmul_rates(n_tokens: int, d: int, d_ff: int, repeats: int) -> dict[str, float]:
+    """Measured float32 FLOP/s at the forward pass's largest shape, (T, d) x (d, d_ff), per matmul library.
+
+    "torch.mm" is what nn.Linear uses (MKL's sgemm in the x86 wheels); "oneDNN" is PyTorch's other CPU
+    matmul library, reached through the op that torch.compile's CPU backend uses for linears. On some
+    CPUs (MKL on AMD) the two differ by 2x, so the floor is taken from the faster one.
+    """
     a, b = torch.randn(n_tokens, d), torch.randn(d, d_ff)
-    inner = max(1, 2_000_000_000 // (2 * n_tokens * d * d_ff))  # ~2 GFLOP per sample: long enough to time
-    samples = []
+    kernels = {"torch.mm": lambda: torch.mm(a, b)}
+    onednn = getattr(torch.ops.mkldnn, "_linear_pointwise", None) if torch.backends.mkldnn.is_available() else None
+    if onednn is not None:
+        with torch.inference_mode():
+            weight = torch.ops.mkldnn._reorder_linear_weight(b.t().contiguous(), n_tokens)  # (d_ff, d), reordered
+        kernels["oneDNN"] = lambda: onednn(a, weight, None, "none", [], "")
+    flops = 2 * n_tokens * d * d_ff
+    inner = max(1, 1_000_000_000 // flops)  # ~1 GFLOP per sample: long enough to time
+    rates = {}
     with torch.inference_mode():
-        for _ in range(3):
-            torch.mm(a, b)
-        for _ in range(repeats):
-            start = time.perf_counter()
-            for _ in range(inner):
-                torch.mm(a, b)
-            samples.append((time.perf_counter() - start) / inner)
-    return 2 * n_tokens * d * d_ff / statistics.median(samples)
+        for name, multiply in kernels.items():
+            for _ in range(3):
+                multiply()
+            samples = []
+            for _ in range(repeats):
+                start = time.perf_counter()
+                for _ in range(inner):
+                    multiply()
+                samples.append((time.perf_counter() - start) / inner)
+            rates[name] = flops / statistics.median(samples)
+    return rates
 
 
 # ------------------------------------------------------------------------------------------------ memory
@@ -362,9 +377,10 @@ def bench_length(model: transformer.Model, refs: dict, n_tokens: int, repeats: i
     timings = interleaved(contenders, repeats)
     config = model.config
     flops = forward_flops(config, n_tokens)
-    rate = matmul_rate(n_tokens, config.d_model, config.d_ff, repeats=7)
+    rates = matmul_rates(n_tokens, config.d_model, config.d_ff, repeats=7)
     return {
-        "text": text, "repeats": repeats, "flops": flops, "matmul_flops_per_s": rate, "floor_ms": flops / rate * 1e3,
+        "text": text, "repeats": repeats, "flops": flops, "matmul_flops_per_s": rates,
+        "floor_ms": {name: flops / rate * 1e3 for name, rate in rates.items()},
         "median_ms": {name: median_ms(s) for name, s in timings.seconds.items()},
         "iqr_over_median": {name: spread(s) for name, s in timings.seconds.items()},
         "median_page_faults": {name: statistics.median(f) for name, f in timings.faults.items()},
@@ -388,17 +404,26 @@ def bench_embed(model: transformer.Model, refs: dict, repeats: int) -> dict:
 
 
 def print_table(lengths: dict[int, dict]) -> None:
-    print("\nMedian ms per call; ratio = ours / reference; floor = matmul FLOPs / measured torch.mm rate")
-    print(f"{'T':>4} | {'run':>7} {'hf eager':>8} {'ratio':>5} | {'encoder':>7} {'hf sdpa':>7} {'ratio':>5} | "
-          f"{'GFLOP':>5} {'mm GFLOP/s':>10} {'floor':>6} {'floor/run':>9} {'floor/enc':>9} | {'others':>6}")
+    print("\nMedian ms per call; ratio = ours / reference")
+    print(f"{'T':>4} | {'run':>7} {'hf eager':>8} {'ratio':>5} | {'encoder':>7} {'hf sdpa':>7} {'ratio':>5} | {'others':>6}")
     for n_tokens, found in lengths.items():
-        med, floor = found["median_ms"], found["floor_ms"]
+        med = found["median_ms"]
         print(f"{n_tokens:>4} | {med['run']:>7.2f} {med['hf_eager_all']:>8.2f} {med['run'] / med['hf_eager_all']:>5.2f} | "
               f"{med['encoder']:>7.2f} {med['hf_sdpa']:>7.2f} {med['encoder'] / med['hf_sdpa']:>5.2f} | "
-              f"{found['flops'] / 1e9:>5.2f} {found['matmul_flops_per_s'] / 1e9:>10.0f} {floor:>6.2f} "
-              f"{floor / med['run']:>9.0%} {floor / med['encoder']:>9.0%} | {found['others_cpus']:>6.2f}")
-    print("others = CPUs other processes kept busy meanwhile (noise); page faults per call (median) and MiB the "
-          "result keeps alive:")
+              f"{found['others_cpus']:>6.2f}")
+    print("others = CPUs that other processes kept busy meanwhile (noise; the machine has "
+          f"{os.cpu_count()}).")
+    print("\nThe arithmetic floor: matmul FLOPs / measured float32 matmul rate at (T, d) x (d, d_ff), per library;"
+          "\nthe last columns are floor (fastest library) / median, i.e. how close each path is to the limit.")
+    names = list(next(iter(lengths.values()))["matmul_flops_per_s"])
+    print(f"{'T':>4} | {'GFLOP':>5} | " + " ".join(f"{name + ' GFLOP/s':>15} {'floor ms':>8}" for name in names)
+          + " | " + " ".join(f"{name:>12}" for name in PATHS))
+    for n_tokens, found in lengths.items():
+        floor = min(found["floor_ms"].values())
+        print(f"{n_tokens:>4} | {found['flops'] / 1e9:>5.2f} | "
+              + " ".join(f"{found['matmul_flops_per_s'][name] / 1e9:>15.0f} {found['floor_ms'][name]:>8.2f}" for name in names)
+              + " | " + " ".join(f"{floor / found['median_ms'][name]:>12.0%}" for name in PATHS))
+    print("\nMinor page faults per call (median: fresh memory the kernel had to map) and MiB the result keeps alive:")
     for n_tokens, found in lengths.items():
         print(f"{n_tokens:>4} | " + "  ".join(f"{name} {found['median_page_faults'][name]:.0f} faults, "
                                               f"{found['result_mib'][name]:.1f} MiB" for name in PATHS))
